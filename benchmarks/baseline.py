@@ -1,0 +1,386 @@
+"""Raw pgvector baselines: what PostgreSQL + pgvector do on their own, with no library on top.
+
+The table is shaped like a memories table (see :data:`CREATE_TABLE`), with a primary key,
+B-tree indexes on ``(organization_id, agent_id)`` and ``(organization_id, user_id)`` and an HNSW
+index (m=16, ef_construction=64, cosine). Measured, in this order:
+
+1. ``raw.copy.empty``: binary COPY of the ``n`` base rows into the empty, index-less table;
+   then each index build (``raw.index.*``), then ``VACUUM ANALYZE``.
+2. ``raw.search.unfiltered.*``: top-k with HNSW, and exact (full scan) for reference.
+3. ``raw.search.<bucket>.<plan>``: filtered top-k per selectivity bucket with each :data:`PLANS`.
+4. ``raw.copy.indexed``, ``raw.insert.executemany``, ``raw.insert.commit_per_row``: ingest
+   extra rows into the table that already holds ``n`` indexed rows (after the searches, so
+   searches see exactly the base rows the ground truth was computed on).
+
+All queries are prepared, take the query vector in binary (pgvector's psycopg adapter), and
+run with ``plan_cache_mode = force_custom_plan``: psycopg prepares statements and PostgreSQL
+would otherwise switch to a value-blind generic plan after five executions, making the plan
+(and the figures) depend on which bucket happened to run first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.types.json import Jsonb
+
+from .measure import LatencyStats, Timer, run_queries
+from .registry import Context, bench
+from .workload import COLUMNS, ORGANIZATION, PG_TYPES, QuerySet, Workload
+
+TABLE = "memories"
+HNSW_INDEX = "memories_embedding_idx"
+
+CREATE_TABLE = """
+CREATE TABLE memories (
+    id              uuid        NOT NULL,
+    organization_id text        NOT NULL,
+    agent_id        text,
+    user_id         text,
+    room_id         text,
+    kind            text        NOT NULL,
+    content         text        NOT NULL,
+    tags            text[]      NOT NULL DEFAULT '{{}}',
+    metadata        jsonb       NOT NULL DEFAULT '{{}}',
+    importance      real        NOT NULL DEFAULT 0.5,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    embedding       vector({dim}) NOT NULL
+)
+"""
+
+#: (measurement suffix, index name, DDL), built in this order after the initial COPY.
+INDEXES: tuple[tuple[str, str, str], ...] = (
+    ("pk", "memories_pkey", "ALTER TABLE memories ADD PRIMARY KEY (id)"),
+    (
+        "btree_agent",
+        "memories_org_agent_idx",
+        "CREATE INDEX memories_org_agent_idx ON memories (organization_id, agent_id)",
+    ),
+    (
+        "btree_user",
+        "memories_org_user_idx",
+        "CREATE INDEX memories_org_user_idx ON memories (organization_id, user_id)",
+    ),
+    (
+        "hnsw",
+        HNSW_INDEX,
+        f"CREATE INDEX {HNSW_INDEX} ON memories USING hnsw (embedding vector_cosine_ops)"
+        " WITH (m = 16, ef_construction = 64)",
+    ),
+)
+
+COPY_SQL = f"COPY memories ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+INSERT_SQL = (
+    f"INSERT INTO memories ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * (len(COLUMNS) - 1))}"
+    ", %b)"
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One way of running a (filtered) top-k query."""
+
+    name: str
+    description: str
+    settings: dict[str, str]
+    exact: bool  # use the materialized-CTE form, which cannot use the HNSW index
+    uses_hnsw: bool | None  # what EXPLAIN must show; None = whatever the planner picks
+
+
+PLANS: tuple[Plan, ...] = (
+    Plan(
+        "planner",
+        "the planner's own choice (iterative scan off)",
+        {"enable_sort": "on", "hnsw.iterative_scan": "off"},
+        exact=False,
+        uses_hnsw=None,
+    ),
+    Plan(
+        "hnsw",
+        "HNSW forced (enable_sort=off), filter applied after the index scan",
+        {"enable_sort": "off", "hnsw.iterative_scan": "off"},
+        exact=False,
+        uses_hnsw=True,
+    ),
+    Plan(
+        "hnsw_iter",
+        "HNSW forced, hnsw.iterative_scan = relaxed_order",
+        {"enable_sort": "off", "hnsw.iterative_scan": "relaxed_order"},
+        exact=False,
+        uses_hnsw=True,
+    ),
+    Plan(
+        "exact",
+        "exact: filter (B-tree) into a MATERIALIZED CTE, then sort by distance",
+        {"enable_sort": "on", "hnsw.iterative_scan": "off"},
+        exact=True,
+        uses_hnsw=False,
+    ),
+)
+PLAN_BY_NAME = {p.name: p for p in PLANS}
+#: Unfiltered searches: iterative scan and the planner add nothing over plain HNSW there.
+UNFILTERED_PLANS = ("hnsw", "exact")
+
+
+def search_sql(column: str | None, *, exact: bool) -> str:
+    """Top-k SQL; parameters are (query vector, organization, [filter value], k).
+
+    ``column`` comes from the workload's fixed set of column names, never from user input.
+    """
+    where = "organization_id = %s" + (f" AND {column} = %s" if column else "")
+    if exact:
+        # A CTE scan cannot feed an index-ordered scan, so this is a true exact top-k over
+        # whatever rows the filter selects; only (id, distance) are materialized, not vectors.
+        return (
+            "WITH c AS MATERIALIZED ("
+            f"SELECT id, embedding <=> %b AS distance FROM memories WHERE {where}"
+            ") SELECT id, distance FROM c ORDER BY distance LIMIT %s"
+        )
+    return (
+        "SELECT id, embedding <=> %b AS distance FROM memories"
+        f" WHERE {where} ORDER BY distance LIMIT %s"
+    )
+
+
+def search_params(qs: QuerySet, i: int, k: int) -> tuple[Any, ...]:
+    if qs.column is None:
+        return (qs.vectors[i], ORGANIZATION, k)
+    return (qs.vectors[i], ORGANIZATION, qs.values[i], k)
+
+
+def plan_shape(conn: psycopg.Connection[Any], query: str, params: Sequence[Any]) -> str:
+    """The plan's node chain, e.g. ``Limit > Index Scan(memories_embedding_idx)``.
+
+    Only the planner's choice (EXPLAIN without ANALYZE), for one query.
+    """
+    row = conn.execute("EXPLAIN (FORMAT JSON) " + query, params).fetchone()
+    assert row is not None
+
+    def chain(node: dict[str, Any]) -> str:
+        label = str(node["Node Type"])
+        if "Index Name" in node:
+            label += f"({node['Index Name']})"
+        children = node.get("Plans", [])
+        # A CTE's own plan hangs off its consumer as an InitPlan; show it in brackets.
+        main = [c for c in children if c.get("Parent Relationship") != "InitPlan"]
+        subs = [c for c in children if c.get("Parent Relationship") == "InitPlan"]
+        out = label + "".join(f" [{c.get('Subplan Name', 'init')}: {chain(c)}]" for c in subs)
+        return out + "".join(f" > {chain(c)}" for c in main)
+
+    return chain(row[0][0]["Plan"])
+
+
+def plan_shapes(conn: psycopg.Connection[Any], query: str, qs: QuerySet, k: int) -> dict[str, int]:
+    """``{plan shape: number of distinct filter values planned that way}``.
+
+    Custom plans depend on the filter value (its estimated selectivity), so one bucket can mix
+    plans, e.g. B-tree + sort for a small agent and HNSW for a big one.
+    """
+    first_query: dict[str, int] = {}
+    for i, value in enumerate(qs.values):
+        first_query.setdefault(value, i)
+    shapes: dict[str, int] = {}
+    for i in first_query.values():
+        shape = plan_shape(conn, query, search_params(qs, i, k))
+        shapes[shape] = shapes.get(shape, 0) + 1
+    return shapes
+
+
+def apply_settings(conn: psycopg.Connection[Any], settings: dict[str, str]) -> None:
+    for name, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+
+def insert_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A workload row as INSERT parameters: dicts must be wrapped to be sent as jsonb.
+
+    (Binary COPY needs no wrapping, the column types are given with ``set_types``.)
+    """
+    i = COLUMNS.index("metadata")
+    return (*row[:i], Jsonb(row[i]), *row[i + 1 :])
+
+
+def copy_rows(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> float:
+    """Binary COPY of ``rows`` in one transaction; returns seconds including the commit."""
+    with Timer() as t:
+        with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+            copy.set_types(list(PG_TYPES))
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+    return t.seconds
+
+
+def relation_mb(conn: psycopg.Connection[Any], relation: str) -> float:
+    row = conn.execute("SELECT pg_relation_size(%s::regclass)", (relation,)).fetchone()
+    return float(row[0]) / (1024 * 1024) if row else float("nan")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@bench("raw", description="raw pgvector: COPY, INSERT, index builds, HNSW vs exact search")
+def raw_pgvector(ctx: Context) -> None:
+    """Raw pgvector baselines on a plain memories table."""
+    w = ctx.workload
+    uri = ctx.database()
+    with psycopg.connect(uri) as conn:
+        register_vector(conn)
+        load_and_index(ctx, conn, w)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        register_vector(conn)
+        searches(ctx, conn, w)
+    with psycopg.connect(uri) as conn:
+        register_vector(conn)
+        ingest_into_indexed(ctx, conn, w)
+
+
+def load_and_index(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
+    conn.execute(CREATE_TABLE.format(dim=w.spec.dim))
+    conn.commit()
+    # Rows are built before timing: an application has its objects in hand when it ingests.
+    rows = w.base.rows()
+    ctx.log(f"COPY {len(rows)} rows into an empty table")
+    copy_s = copy_rows(conn, rows)
+    del rows
+    ctx.throughput("raw.copy.empty", len(w.base), copy_s, table_mb=relation_mb(conn, TABLE))
+
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(str(d.message_primary)))
+    total_index_s = 0.0
+    for suffix, index, ddl in INDEXES:
+        ctx.log(f"building index {suffix}")
+        notices.clear()
+        with Timer() as t:
+            conn.execute(ddl)
+            conn.commit()
+        total_index_s += t.seconds
+        for notice in notices:  # e.g. the HNSW graph no longer fitting maintenance_work_mem
+            ctx.log(f"NOTICE during {suffix}: {notice}")
+        m = ctx.duration(
+            f"raw.index.{suffix}",
+            t.seconds,
+            extra={"rows": float(len(w.base)), "index_mb": relation_mb(conn, index)},
+            ddl=ddl,
+        )
+        m.notes.extend(notices)
+    ctx.throughput(
+        "raw.copy.empty+indexes",
+        len(w.base),
+        copy_s + total_index_s,
+        extra={"copy_seconds": copy_s, "index_seconds": total_index_s},
+    )
+    conn.commit()  # relation_mb() opened a transaction; VACUUM must run outside one
+    conn.autocommit = True
+    with Timer() as t:
+        conn.execute("VACUUM (ANALYZE) memories")
+    ctx.duration("raw.vacuum_analyze", t.seconds)
+    # Load the heap and the indexes into shared buffers: searches are then measured in the
+    # steady state of a warm server, not at the mercy of whatever the build left cached.
+    try:
+        for rel in (HNSW_INDEX, TABLE, "memories_org_agent_idx", "memories_org_user_idx"):
+            conn.execute("SELECT pg_prewarm(%s)", (rel,))
+    except psycopg.Error as exc:
+        ctx.log(f"pg_prewarm unavailable ({exc}); relying on warm-up queries")
+    conn.autocommit = False
+
+
+def sql_search(
+    cur: psycopg.Cursor[Any], query: str, w: Workload, qs: QuerySet, k: int
+) -> Callable[[int], list[int]]:
+    """``search(i)`` for :func:`run_queries`: run query ``i`` (prepared, binary), map the ids."""
+
+    def search(i: int) -> list[int]:
+        cur.execute(query, search_params(qs, i, k), prepare=True)
+        return [w.row_of(r[0]) for r in cur.fetchall()]
+
+    return search
+
+
+def searches(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
+    cfg = ctx.config
+    apply_settings(
+        conn, {"plan_cache_mode": "force_custom_plan", "hnsw.ef_search": str(cfg.ef_search)}
+    )
+    for qs in w.query_sets:
+        plan_names = UNFILTERED_PLANS if qs.column is None else tuple(PLAN_BY_NAME)
+        for plan in (PLAN_BY_NAME[p] for p in plan_names):
+            apply_settings(conn, plan.settings)
+            query = search_sql(qs.column, exact=plan.exact)
+            shapes = plan_shapes(conn, query, qs, cfg.k)
+            limit = cfg.exact_queries if (plan.exact and qs.column is None) else None
+            with conn.cursor(binary=True) as cur:
+                search = sql_search(cur, query, w, qs, cfg.k)
+                result = run_queries(search, w, qs, warmup=cfg.warmup, limit=limit)
+            m = ctx.latency(
+                f"raw.search.{qs.name}.{plan.name}",
+                result,
+                query_set=qs.name,
+                column=qs.column,
+                selectivity=qs.selectivity,
+                plan=plan.name,
+                plan_description=plan.description,
+                plan_shape=max(shapes, key=lambda sh: shapes[sh]),
+                plan_shapes=shapes,
+                ef_search=cfg.ef_search,
+                k=cfg.k,
+            )
+            for shape in shapes:
+                if plan.uses_hnsw is not None and (HNSW_INDEX in shape) != plan.uses_hnsw:
+                    m.notes.append(f"unexpected plan for {plan.name}: {shape}")
+                    ctx.log(f"WARNING: {m.notes[-1]}")
+    apply_settings(conn, PLAN_BY_NAME["planner"].settings)
+
+
+def ingest_into_indexed(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
+    cfg = ctx.config
+    start = 0
+    n_before = len(w.base)
+
+    # COPY into the table that already holds n rows and all its indexes.
+    rows = w.extra.rows(start, start + cfg.copy_indexed_rows)
+    start += len(rows)
+    if rows:
+        ctx.log(f"COPY {len(rows)} rows into the indexed table ({n_before} rows)")
+        seconds = copy_rows(conn, rows)
+        ctx.throughput("raw.copy.indexed", len(rows), seconds, table_rows_before=n_before)
+        n_before += len(rows)
+
+    # Many INSERTs in one transaction (psycopg pipelines executemany): batch ingest via SQL.
+    rows = w.extra.rows(start, start + cfg.executemany_rows)
+    start += len(rows)
+    if rows:
+        ctx.log(f"executemany {len(rows)} INSERTs in one transaction")
+        params = [insert_params(r) for r in rows]
+        with Timer() as t:
+            with conn.cursor() as cur:
+                cur.executemany(INSERT_SQL, params)
+            conn.commit()
+        ctx.throughput("raw.insert.executemany", len(rows), t.seconds, table_rows_before=n_before)
+        n_before += len(rows)
+
+    # One INSERT and one durable commit per row: the cost of remembering one thing at a time.
+    rows = w.extra.rows(start, start + cfg.insert_rows)
+    if rows:
+        ctx.log(f"{len(rows)} x (INSERT + COMMIT)")
+        samples: list[float] = []
+        params = [insert_params(r) for r in rows]
+        with conn.cursor() as cur, Timer() as total:
+            for row in params:
+                with Timer() as t:
+                    cur.execute(INSERT_SQL, row, prepare=True)
+                    conn.commit()
+                samples.append(t.seconds)
+        lat = LatencyStats.from_seconds(samples)
+        ctx.throughput(
+            "raw.insert.commit_per_row",
+            len(rows),
+            total.seconds,
+            extra={"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms},
+            table_rows_before=n_before,
+            synchronous_commit="on",
+        )

@@ -1,0 +1,83 @@
+"""Shared pieces of the domain models: ids, time, pages, importance levels."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+#: The seeds' importance enum (low/medium/high/critical) maps onto the 0-1 scale at these points.
+IMPORTANCE_LEVELS: dict[str, float] = {"low": 0.25, "medium": 0.5, "high": 0.75, "critical": 1.0}
+
+#: Caller-chosen ids (users, agents, rooms, organizations) must look like this.
+NAME_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$"
+
+
+_id_lock = threading.Lock()
+_last_id = 0
+
+
+def new_id() -> uuid.UUID:
+    """A time-ordered UUID (version 7), so ids sort by creation and B-trees stay append-only.
+
+    Monotonic within the process (RFC 9562, method 2): an id made in the same millisecond as
+    the previous one is that one plus one, so ids are a reliable tie-break for "newest first".
+    """
+    global _last_id
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a (12 bits)
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)  # rand_b
+    with _id_lock:
+        if value >> 80 <= _last_id >> 80:
+            # Same (or an earlier, if the clock stepped back) millisecond: keep counting from the
+            # last id. Incrementing rand_b can carry into the variant bits only after 2**62 ids.
+            value = _last_id + 1
+        _last_id = value
+    return uuid.UUID(int=value)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def importance_value(value: float | str | None) -> float | None:
+    """Accept a number in [0, 1] or one of the seeds' levels; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in IMPORTANCE_LEVELS:
+            return IMPORTANCE_LEVELS[key]
+        raise ValueError(
+            f"importance must be a number in [0, 1] or one of {list(IMPORTANCE_LEVELS)}"
+        )
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError("importance must be between 0 and 1")
+    return number
+
+
+class Model(BaseModel):
+    """Base of the domain models: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a keyset-paginated listing; pass ``next_cursor`` back for the next one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[T]
+    next_cursor: str | None = None

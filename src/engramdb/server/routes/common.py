@@ -1,0 +1,74 @@
+"""Helpers every route module uses: the caller's view of the library, audit entries, errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from ...api import Engram
+from ...errors import InvalidFilter
+from ..auth import context_of, state_of
+from ..context import Principal
+from ..schemas import ErrorBody
+
+__all__ = ["ERRORS", "audit", "parse_filters", "view"]
+
+#: Documented on every route: the error shape and when each status happens.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "Malformed request (not JSON, bad cursor)"),
+        (401, "Missing, invalid, expired or revoked credentials"),
+        (403, "The credentials lack the scope"),
+        (404, "Not found in the caller's organization"),
+        (409, "Conflicts with existing state"),
+        (413, "Body or value over a size limit"),
+        (422, "Invalid input"),
+        (429, "Rate limit or monthly quota exceeded (see Retry-After)"),
+        (503, "Database or embedder unavailable"),
+    )
+}
+
+
+def view(request: Request, principal: Principal) -> Engram:
+    """The library object of the caller's organization, acting as the caller."""
+    return state_of(request).view(principal.organization, principal.actor)
+
+
+def audit(
+    request: Request,
+    principal: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: str | None = None,
+    *,
+    before: Any = None,
+    after: Any = None,
+    organization: str | None = None,
+) -> None:
+    state_of(request).audit.record(
+        organization or principal.organization,
+        actor_type=principal.kind,
+        actor_id=principal.actor,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        before=before,
+        after=after,
+        request_id=context_of(request).request_id,
+    )
+
+
+def parse_filters(raw: str | None) -> dict[str, Any] | None:
+    """``?filters=`` carries the filter expression as JSON."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidFilter("filters must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise InvalidFilter("filters must be a JSON object")
+    return value

@@ -1,0 +1,131 @@
+"""``/v1/memories``: create (one or a batch), list, get, patch, delete, history, search."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from ...models import Memory
+from ..auth import require, state_of
+from ..context import Principal
+from ..schemas import (
+    MemoryBatch,
+    MemoryBody,
+    MemoryCreate,
+    MemoryItems,
+    MemoryPage,
+    MemoryPatch,
+    SearchBody,
+    SearchResults,
+    VersionList,
+)
+from .common import ERRORS, audit, parse_filters, view
+
+router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=ERRORS)
+
+Reader = Annotated[Principal, Depends(require("read"))]
+Writer = Annotated[Principal, Depends(require("write"))]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Memory | MemoryItems,
+    summary="Store one memory, or a batch ({'items': [...]}) in one transaction",
+)
+def create_memories(request: Request, body: MemoryBody, principal: Writer) -> Any:
+    db = view(request, principal)
+    state = state_of(request)
+    if isinstance(body, MemoryBatch):
+        made = db.memories.add_many(body.items)
+        state.metrics.memories_written.inc(len(made))
+        audit(request, principal, "create", "memory", after={"ids": [str(m.id) for m in made]})
+        return MemoryItems(items=made)
+    assert isinstance(body, MemoryCreate)
+    fields = body.model_dump(exclude_unset=True)
+    content = fields.pop("content")
+    memory = db.memories.add(content, **fields)
+    state.metrics.memories_written.inc()
+    audit(request, principal, "create", "memory", str(memory.id),
+          after={"id": str(memory.id), "version": memory.version})  # fmt: skip
+    return memory
+
+
+@router.get("", response_model=MemoryPage, summary="List memories, newest first (keyset pages)")
+def list_memories(
+    request: Request,
+    principal: Reader,
+    agent_id: str | None = None,
+    user_id: str | None = None,
+    room_id: str | None = None,
+    kind: Annotated[list[str] | None, Query()] = None,
+    tags: Annotated[list[str] | None, Query()] = None,
+    filters: Annotated[str | None, Query(description="A filter expression, as JSON")] = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    as_of: str | None = None,
+    include_expired: bool = False,
+    include_deleted: bool = False,
+) -> Any:
+    page = view(request, principal).memories.list(
+        agent_id=agent_id, user_id=user_id, room_id=room_id,
+        kind=kind[0] if kind and len(kind) == 1 else kind,
+        tags=tags, filters=parse_filters(filters), limit=limit, cursor=cursor, as_of=as_of,
+        include_expired=include_expired, include_deleted=include_deleted,
+    )  # fmt: skip
+    return MemoryPage(items=page.items, next_cursor=page.next_cursor)
+
+
+@router.post("/search", response_model=SearchResults, summary="Recall by meaning, words or both")
+def search_memories(request: Request, body: SearchBody, principal: Reader) -> Any:
+    fields = body.model_dump(exclude_unset=True)
+    start = time.perf_counter()
+    hits = view(request, principal).memories.search(**fields)
+    state_of(request).metrics.search_latency.labels(str(fields.get("mode", "hybrid"))).observe(
+        time.perf_counter() - start
+    )
+    return SearchResults(results=hits)
+
+
+@router.get("/{memory_id}", response_model=Memory, summary="One memory")
+def get_memory(
+    request: Request,
+    memory_id: str,
+    principal: Reader,
+    include_deleted: bool = False,
+    with_embedding: bool = False,
+) -> Any:
+    return view(request, principal).memories.get(
+        memory_id, include_deleted=include_deleted, with_embedding=with_embedding
+    )
+
+
+@router.patch("/{memory_id}", response_model=Memory, summary="Change a memory (new version)")
+def update_memory(request: Request, memory_id: str, body: MemoryPatch, principal: Writer) -> Any:
+    changes = body.model_dump(exclude_unset=True)
+    updated = view(request, principal).memories.update(memory_id, **changes)
+    audit(request, principal, "update", "memory", str(updated.id),
+          before={"id": str(updated.id)},
+          after={"id": str(updated.id), "version": updated.version})  # fmt: skip
+    return updated
+
+
+@router.delete(
+    "/{memory_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+    summary="Soft delete (kept in history); ?purge=true deletes for good",
+)
+def delete_memory(request: Request, memory_id: str, principal: Writer, purge: bool = False) -> Any:
+    view(request, principal).memories.delete(memory_id, purge=purge)
+    audit(request, principal, "purge" if purge else "delete", "memory", memory_id,
+          before={"id": memory_id})  # fmt: skip
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{memory_id}/history", response_model=VersionList, summary="Every version")
+def memory_history(request: Request, memory_id: str, principal: Reader) -> Any:
+    return VersionList(items=view(request, principal).memories.history(memory_id))

@@ -1,0 +1,108 @@
+"""What one server process holds: the engine, the services on top of it, JWT, metrics."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api import Engram, connect
+from ..service.audit import AuditLog
+from ..service.keys import ApiKeys
+from ..service.organizations import Organizations
+from ..service.usage import UsageRecorder
+from ..settings import Settings
+from .context import MeteredEmbedder
+from .jwt import JwtVerifier
+from .metrics import Metrics
+
+__all__ = ["DEFAULT_APP_ROLE", "ServerState", "server_settings"]
+
+log = logging.getLogger(__name__)
+
+#: The role migration 0002 creates; the server works as it unless told otherwise.
+DEFAULT_APP_ROLE = "engramdb_app"
+
+
+def server_settings(settings: Settings) -> Settings:
+    """The server's settings: ``app_role`` defaults to ``engramdb_app``; ``"none"`` opts out
+    (only for databases where the connecting user is already a restricted role)."""
+    role = settings.app_role
+    if role is None:
+        return settings.with_(app_role=DEFAULT_APP_ROLE)
+    if role.strip().lower() in ("", "none"):
+        return settings.with_(app_role=None)
+    return settings
+
+
+def _prepare_as_owner(settings: Settings) -> None:
+    """Migrate (where allowed) and create the embedding space's index as the owner: the
+    application role may not run DDL."""
+    from ..embeddings import build_embedder
+    from ..store import open_store
+
+    owner = settings.with_(app_role=None, pool_min_size=1, pool_max_size=1)
+    store = open_store(owner)
+    try:
+        embedder = build_embedder(owner)
+        store.ensure_embedding_space(int(embedder.dimensions), owner.metric)
+    finally:
+        store.close()
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    engram: Engram
+    owns_engram: bool
+    keys: ApiKeys = field(init=False)
+    audit: AuditLog = field(init=False)
+    usage: UsageRecorder = field(init=False)
+    organizations: Organizations = field(init=False)
+    jwt: JwtVerifier = field(init=False)
+    metrics: Metrics = field(init=False)
+    known_orgs: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        store = self.engram.engine.store
+        max_page = self.settings.limits.max_page
+        self.keys = ApiKeys(store, max_page)
+        self.audit = AuditLog(store, max_page)
+        self.usage = UsageRecorder(store)
+        self.organizations = Organizations(store, max_page)
+        self.jwt = JwtVerifier(self.settings)
+        self.metrics = Metrics()
+        engine = self.engram.engine
+        if not isinstance(engine.embedder, MeteredEmbedder):
+            engine.embedder = MeteredEmbedder(engine.embedder)
+
+    @classmethod
+    def open(cls, settings: Settings, engram: Engram | None = None) -> ServerState:
+        if engram is not None:
+            return cls(settings, engram, owns_engram=False)
+        settings = server_settings(settings)
+        if settings.app_role:
+            _prepare_as_owner(settings)
+        return cls(settings, connect(settings=settings), owns_engram=True)
+
+    def view(self, organization: str, actor: str | None) -> Engram:
+        """The library's object for one organization, acting as ``actor``."""
+        return type(self.engram)(self.engram.engine, organization, actor=actor, owns_engine=False)
+
+    def ensure_organization(self, organization: str) -> None:
+        """Organizations named by a JWT are created on first use (once per process)."""
+        if organization not in self.known_orgs:
+            self.engram.engine.store.ensure_organization(organization)
+            self.known_orgs.add(organization)
+
+    def pool_stats(self) -> dict[str, Any] | None:
+        pool = getattr(self.engram.engine.store, "pool", None)
+        try:
+            return dict(pool.get_stats()) if pool is not None else None
+        except Exception:  # a closed pool has no stats; metrics must not fail for it
+            return None
+
+    def close(self) -> None:
+        self.usage.close()
+        if self.owns_engram:
+            self.engram.close()

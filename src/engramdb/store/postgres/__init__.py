@@ -1,0 +1,5 @@
+"""PostgreSQL + pgvector backend."""
+
+from .store import PostgresStore
+
+__all__ = ["PostgresStore"]

@@ -1,0 +1,322 @@
+"""PostgreSQL side of tenancy and security: organizations, API keys, usage events, audit log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ...errors import InvalidInput, NotFound
+from ...models.security import (
+    ApiKey,
+    ApiKeyUse,
+    AuditEntry,
+    Organization,
+    UsageEvent,
+    UsageTotal,
+)
+
+__all__ = ["SecurityMixin"]
+
+_KEY_FIELDS = (
+    "id", "organization_id", "prefix", "name", "scopes", "tier", "rate_limit", "monthly_quota",
+    "enabled", "expires_at", "last_used_at", "revoked_at", "created_at", "created_by_id",
+)  # fmt: skip
+_KEY_COLS = sql.SQL(", ").join(map(sql.Identifier, _KEY_FIELDS))
+_ORG_COLS = "id, name, metadata, created_at, updated_at, deleted_at"
+_AUDIT_FIELDS = (
+    "organization_id", "id", "actor_type", "actor_id", "action", "resource_type", "resource_id",
+    "before", "after", "request_id", "created_at",
+)  # fmt: skip
+_USAGE_FIELDS = (
+    "organization_id", "id", "api_key_id", "subject", "endpoint", "method", "status_code",
+    "latency_ms", "tokens", "created_at",
+)  # fmt: skip
+# Serialises first-start key creation across processes starting at once.
+_BOOTSTRAP_LOCK = 0x656E6B6579  # "enkey"
+
+Cursor = psycopg.Cursor[dict[str, Any]]
+
+
+def _key(row: Mapping[str, Any]) -> ApiKey:
+    return ApiKey.model_validate({k: row[k] for k in _KEY_FIELDS})
+
+
+class SecurityMixin:
+    """Mixed into PostgresStore; every tenant statement runs under the organization's setting."""
+
+    if TYPE_CHECKING:
+
+        def _tx(self, org: str | None) -> AbstractContextManager[Cursor]: ...
+
+    # -- organizations ---------------------------------------------------------------------------
+
+    def list_organizations(self, *, limit: int, after: str | None) -> list[Organization]:
+        with self._tx(None) as cur:
+            cur.execute(
+                f"SELECT {_ORG_COLS} FROM engramdb_list_organizations(%s, %s)", (after, limit)
+            )
+            return [Organization.model_validate(r) for r in cur.fetchall()]
+
+    def get_organization(self, org: str) -> Organization:
+        with self._tx(org) as cur:
+            cur.execute(
+                f"SELECT {_ORG_COLS} FROM organizations WHERE id = %s AND deleted_at IS NULL",
+                (org,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"organization {org!r} not found", details={"id": org})
+        return Organization.model_validate(row)
+
+    def update_organization(self, org: str, changes: Mapping[str, Any]) -> Organization:
+        sets: list[sql.Composable] = [sql.SQL("updated_at = now()")]
+        params: list[Any] = []
+        for name in ("name", "metadata"):
+            if name in changes:
+                sets.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+                params.append(Jsonb(changes[name]) if name == "metadata" else changes[name])
+        with self._tx(org) as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE organizations SET {} WHERE id = %s AND deleted_at IS NULL RETURNING {}"
+                ).format(sql.SQL(", ").join(sets), sql.SQL(_ORG_COLS)),
+                [*params, org],
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"organization {org!r} not found", details={"id": org})
+        return Organization.model_validate(row)
+
+    def delete_organization(self, org: str) -> None:
+        with self._tx(org) as cur:
+            cur.execute(
+                "UPDATE organizations SET deleted_at = now(), updated_at = now() "
+                "WHERE id = %s AND deleted_at IS NULL RETURNING id",
+                (org,),
+            )
+            if cur.fetchone() is None:
+                raise NotFound(f"organization {org!r} not found", details={"id": org})
+
+    # -- API keys ----------------------------------------------------------------------------------
+
+    def create_api_key(self, key: ApiKey, key_hash: str, *, only_if_none: bool = False) -> bool:
+        org = key.organization_id
+        with self._tx(org) as cur:
+            if only_if_none:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_BOOTSTRAP_LOCK,))
+                cur.execute("SELECT EXISTS (SELECT 1 FROM api_keys) AS any")
+                row = cur.fetchone()
+                if row is not None and row["any"]:
+                    return False
+            cur.execute(
+                "INSERT INTO organizations (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (org, org),
+            )
+            cur.execute(
+                "INSERT INTO api_keys (organization_id, id, key_hash, prefix, name, scopes, tier, "
+                "rate_limit, monthly_quota, enabled, expires_at, created_at, updated_at, "
+                "created_by_id, last_updated_by_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    org,
+                    key.id,
+                    key_hash,
+                    key.prefix,
+                    key.name,
+                    key.scopes,
+                    key.tier,
+                    key.rate_limit,
+                    key.monthly_quota,
+                    key.enabled,
+                    key.expires_at,
+                    key.created_at,
+                    key.created_at,
+                    key.created_by_id,
+                    key.created_by_id,
+                ),
+            )
+        return True
+
+    def list_api_keys(
+        self, org: str, *, limit: int, after: uuid.UUID | None, include_revoked: bool
+    ) -> list[ApiKey]:
+        where: list[sql.Composable] = [sql.SQL("organization_id = %s")]
+        params: list[Any] = [org]
+        if not include_revoked:
+            where.append(sql.SQL("revoked_at IS NULL"))
+        if after is not None:
+            where.append(sql.SQL("id < %s"))
+            params.append(after)
+        with self._tx(org) as cur:
+            cur.execute(
+                sql.SQL("SELECT {} FROM api_keys WHERE {} ORDER BY id DESC LIMIT %s").format(
+                    _KEY_COLS, sql.SQL(" AND ").join(where)
+                ),
+                [*params, limit],
+            )
+            return [_key(r) for r in cur.fetchall()]
+
+    def find_api_keys(self, org: str, id_or_prefix: str) -> list[ApiKey]:
+        try:
+            key_id: uuid.UUID | None = uuid.UUID(id_or_prefix)
+        except ValueError:
+            key_id = None
+        if key_id is None and len(id_or_prefix) < 4:
+            raise InvalidInput("give a key id, or at least 4 characters of its prefix")
+        with self._tx(org) as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT {} FROM api_keys WHERE organization_id = %s "
+                    "AND (id = %s OR starts_with(prefix, %s)) ORDER BY id DESC LIMIT 10"
+                ).format(_KEY_COLS),
+                (org, key_id, id_or_prefix),
+            )
+            return [_key(r) for r in cur.fetchall()]
+
+    def revoke_api_key(self, org: str, key_id: uuid.UUID, *, actor: str | None) -> ApiKey:
+        with self._tx(org) as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()), enabled = false, "
+                    "updated_at = now(), last_updated_by_id = %s "
+                    "WHERE organization_id = %s AND id = %s RETURNING {}"
+                ).format(_KEY_COLS),
+                (actor, org, key_id),
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"API key {key_id} not found", details={"id": str(key_id)})
+        return _key(row)
+
+    def use_api_key(self, key_hash: str) -> ApiKeyUse | None:
+        with self._tx(None) as cur:
+            cur.execute("SELECT * FROM engramdb_use_api_key(%s)", (key_hash,))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return ApiKeyUse(
+            key=ApiKey.model_validate({k: row.get(k) for k in _KEY_FIELDS}),
+            minute_count=int(row["minute_count"] or 0),
+            month_count=int(row["month_count"] or 0),
+        )
+
+    def prune_api_key_counters(self, org: str, before: datetime) -> int:
+        with self._tx(org) as cur:
+            cur.execute(
+                "DELETE FROM api_key_counters WHERE organization_id = %s "
+                "AND period = 'minute' AND window_start < %s",
+                (org, before),
+            )
+            return int(cur.rowcount)
+
+    # -- usage and audit ---------------------------------------------------------------------------
+
+    def insert_usage_events(self, events: Sequence[UsageEvent]) -> None:
+        by_org: dict[str, list[UsageEvent]] = {}
+        for e in events:
+            by_org.setdefault(e.organization_id, []).append(e)
+        # One INSERT of unnested arrays per organization: COPY is refused under row-level
+        # security, and executemany would cost a round trip per event.
+        types = ("text", "uuid", "uuid", "text", "text", "text", "integer", "real", "integer",
+                 "timestamptz")  # fmt: skip
+        statement = sql.SQL("INSERT INTO usage_events ({}) SELECT * FROM unnest({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, _USAGE_FIELDS)),
+            sql.SQL(", ").join(sql.SQL(f"%s::{t}[]") for t in types),
+        )
+        for org, batch in by_org.items():
+            with self._tx(org) as cur:
+                cur.execute(statement, [[getattr(e, f) for e in batch] for f in _USAGE_FIELDS])
+
+    def usage_totals(
+        self, org: str, *, since: datetime | None, api_key_id: uuid.UUID | None
+    ) -> list[UsageTotal]:
+        where: list[sql.Composable] = [sql.SQL("organization_id = %s")]
+        params: list[Any] = [org]
+        if since is not None:
+            where.append(sql.SQL("created_at >= %s"))
+            params.append(since)
+        if api_key_id is not None:
+            where.append(sql.SQL("api_key_id = %s"))
+            params.append(api_key_id)
+        with self._tx(org) as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT to_char(date_trunc('month', created_at, 'UTC'), 'YYYY-MM') AS month, "
+                    "api_key_id, subject, count(*) AS requests, "
+                    "count(*) FILTER (WHERE status_code >= 400) AS errors, "
+                    "coalesce(sum(tokens), 0) AS tokens, avg(latency_ms) AS avg_latency_ms "
+                    "FROM usage_events WHERE {} GROUP BY 1, 2, 3 "
+                    "ORDER BY 1 DESC, requests DESC"
+                ).format(sql.SQL(" AND ").join(where)),
+                params,
+            )
+            return [
+                UsageTotal(
+                    month=r["month"],
+                    api_key_id=r["api_key_id"],
+                    subject=r["subject"],
+                    requests=int(r["requests"]),
+                    errors=int(r["errors"]),
+                    tokens=int(r["tokens"]),
+                    avg_latency_ms=round(float(r["avg_latency_ms"] or 0.0), 3),
+                )
+                for r in cur.fetchall()
+            ]
+
+    def insert_audit(self, entries: Sequence[AuditEntry]) -> None:
+        by_org: dict[str, list[AuditEntry]] = {}
+        for e in entries:
+            by_org.setdefault(e.organization_id, []).append(e)
+        for org, batch in by_org.items():
+            with self._tx(org) as cur:
+                cur.executemany(
+                    sql.SQL("INSERT INTO audit_log ({}) VALUES ({})").format(
+                        sql.SQL(", ").join(map(sql.Identifier, _AUDIT_FIELDS)),
+                        sql.SQL(", ").join(sql.Placeholder() * len(_AUDIT_FIELDS)),
+                    ),
+                    [
+                        [
+                            Jsonb(getattr(e, f)) if f in ("before", "after") else getattr(e, f)
+                            for f in _AUDIT_FIELDS
+                        ]
+                        for e in batch
+                    ],
+                )
+
+    def list_audit(
+        self,
+        org: str,
+        *,
+        limit: int,
+        after: uuid.UUID | None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+    ) -> list[AuditEntry]:
+        where: list[sql.Composable] = [sql.SQL("organization_id = %s")]
+        params: list[Any] = [org]
+        for name, value in (
+            ("resource_type", resource_type),
+            ("resource_id", resource_id),
+        ):
+            if value is not None:
+                where.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+                params.append(value)
+        if after is not None:
+            where.append(sql.SQL("id < %s"))
+            params.append(after)
+        with self._tx(org) as cur:
+            cur.execute(
+                sql.SQL("SELECT {} FROM audit_log WHERE {} ORDER BY id DESC LIMIT %s").format(
+                    sql.SQL(", ").join(map(sql.Identifier, _AUDIT_FIELDS)),
+                    sql.SQL(" AND ").join(where),
+                ),
+                [*params, limit],
+            )
+            return [AuditEntry.model_validate(r) for r in cur.fetchall()]

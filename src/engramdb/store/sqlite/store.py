@@ -1,0 +1,453 @@
+"""SQLite store: memories with FTS5 text search and exact NumPy vector search, one writer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from ...errors import ConfigurationError, InvalidInput, MigrationRequired, NotFound
+from ...migrations import runner
+from ...models import Memory, MemoryVersion, utcnow
+from ...settings import Settings
+from ..base import Capabilities, MemoryQuery, NewMemory, RawHit, SearchSpec
+from ..security import SecurityUnsupported
+from .compile import compile_query
+from .connection import Database, parse_url
+from .errors import translate_errors
+from .resources import SQLiteResources
+from .text import fts_query
+from .values import (
+    MEMORY_FIELDS,
+    from_micros,
+    memory_columns,
+    row_to_memory,
+    to_json,
+    to_micros,
+    to_uuid,
+    vector_to_blob,
+)
+from .vectors import VectorCache
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger(__name__)
+
+_INSERT_FIELDS = [
+    "organization_id", "id", "kind", "content", "agent_id", "user_id", "room_id", "data",
+    "importance", "tags", "metadata", "scope", "level", "content_hash", "is_unique",
+    "related_ids", "valid_from", "valid_to", "expires_at", "embedding_model", "embedding_dim",
+    "embedding", "created_at", "updated_at", "created_by_id", "last_updated_by_id",
+]  # fmt: skip
+_INSERT = (
+    f"INSERT INTO memories ({', '.join(_INSERT_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(_INSERT_FIELDS))}) ON CONFLICT DO NOTHING"
+)
+#: Columns update_memory may set, and how a value is stored.
+_UPDATE_CODECS: dict[str, Any] = {
+    "content": str, "kind": str, "content_hash": str, "scope": None, "level": None,
+    "embedding_model": None, "importance": float, "data": to_json, "metadata": to_json,
+    "tags": to_json, "related_ids": lambda v: to_json([str(x) for x in v]),
+    "valid_from": to_micros, "valid_to": to_micros, "expires_at": to_micros,
+    "deleted_at": to_micros,
+}  # fmt: skip
+_CHANGES_KEPT = 10_000  # vector change-log entries kept (older caches reload in full)
+
+
+def _dedup_key(r: NewMemory | Memory) -> tuple[Any, ...]:
+    return (r.content_hash, r.kind, r.agent_id, r.user_id, r.room_id)
+
+
+def _json_ids(values: Sequence[int]) -> str:
+    return json.dumps(list(values))
+
+
+class SQLiteStore(SecurityUnsupported, SQLiteResources):
+    """Store over one SQLite file (WAL) or a private in-memory database."""
+
+    dialect = "sqlite"
+    capabilities = Capabilities(
+        row_level_security=False,
+        reasons={
+            "row_level_security": "SQLite has no row-level security; every query carries the "
+            "organization instead (engramdb.store.sqlite.compile)",
+        },
+    )
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self._db: Database | None = None
+        self._target = parse_url(url)
+        self._vectors = VectorCache()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise ConfigurationError("the store is closed")
+        return self._db
+
+    def connect_raw(self) -> Any:
+        """A plain connection to this store's database (migrations, maintenance)."""
+        return self.db.raw()
+
+    def open(self, *, migrate: bool) -> SQLiteStore:
+        self._db = Database(self._target, self.settings.statement_timeout_ms / 1000)
+        try:
+            if migrate:
+                with translate_errors():
+                    runner.upgrade(self.connect_raw, self.dialect)
+            else:
+                current, head = self.schema_status()
+                if current != head:
+                    raise MigrationRequired(
+                        f"the database schema is at {current or 'nothing'} but this engramdb "
+                        f"needs {head}: run `engramdb db upgrade`",
+                        details={"current": current, "head": head},
+                    )
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._vectors.clear()
+
+    def ping(self) -> None:
+        with self.db.read() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def schema_status(self) -> tuple[str | None, str]:
+        with translate_errors():
+            return runner.current(self.connect_raw, self.dialect), runner.head()
+
+    # -- organizations and embedding spaces ----------------------------------------------------
+
+    def ensure_organization(self, org: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO organizations (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (org, org),
+            )
+
+    def ensure_embedding_space(self, dimensions: int, metric: str) -> None:
+        """Nothing to build: vectors are searched exactly, whatever their dimensions."""
+
+    # -- memories: writes -----------------------------------------------------------------------
+
+    @staticmethod
+    def _values(org: str, row: NewMemory, actor: str | None, now: int) -> tuple[Any, ...]:
+        emb = row.embedding
+        return (
+            org, to_uuid(row.id), row.kind, row.content, row.agent_id, row.user_id, row.room_id,
+            to_json(row.data), float(row.importance), to_json(row.tags), to_json(row.metadata),
+            row.scope, row.level, row.content_hash, row.is_unique,
+            to_json([str(x) for x in row.related_ids]), to_micros(row.valid_from),
+            to_micros(row.valid_to), to_micros(row.expires_at), row.embedding_model,
+            None if emb is None else len(emb), None if emb is None else vector_to_blob(emb),
+            now if row.created_at is None else to_micros(row.created_at), now, actor, actor,
+        )  # fmt: skip
+
+    def insert_memories(
+        self, org: str, rows: Sequence[NewMemory], *, actor: str | None
+    ) -> list[tuple[Memory, bool]]:
+        if not rows:
+            return []
+        now = to_micros(utcnow())
+        assert now is not None
+        with self.db.write() as conn:
+            # Users, agents and rooms are registered on first use, so foreign keys always hold.
+            for table, attr in (("agents", "agent_id"), ("users", "user_id"), ("rooms", "room_id")):
+                ids = sorted({getattr(r, attr) for r in rows if getattr(r, attr) is not None})
+                conn.executemany(
+                    f"INSERT INTO {table} (organization_id, id) VALUES (?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [(org, i) for i in ids],
+                )
+            before = conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'memories'"
+            ).fetchone()
+            # One writer at a time and AUTOINCREMENT: this batch's rows are those past `before`.
+            # In order, so the first of in-batch duplicates is kept, as sequential adds would.
+            conn.executemany(_INSERT, [self._values(org, r, actor, now) for r in rows])
+            inserted = {
+                m.id: m
+                for m in map(
+                    row_to_memory,
+                    conn.execute(
+                        f"SELECT {memory_columns()} FROM memories m WHERE m.seq > ?",
+                        (0 if before is None else before[0],),
+                    ),
+                )
+            }
+            missing = [r for r in rows if r.id not in inserted]
+            existing = self._find_duplicates(conn, org, missing) if missing else {}
+        out: list[tuple[Memory, bool]] = []
+        for r in rows:
+            if r.id in inserted:
+                out.append((inserted[r.id], True))
+            else:
+                out.append((existing[_dedup_key(r)], False))
+        return out
+
+    @staticmethod
+    def _find_duplicates(
+        conn: Any, org: str, rows: Sequence[NewMemory]
+    ) -> dict[tuple[Any, ...], Memory]:
+        hashes = sorted({r.content_hash for r in rows})
+        found: dict[tuple[Any, ...], Memory] = {}
+        for row in conn.execute(
+            f"SELECT {memory_columns()} FROM memories m WHERE m.organization_id = ? "
+            "AND m.is_unique AND m.deleted_at IS NULL "
+            "AND m.content_hash IN (SELECT value FROM json_each(?))",
+            (org, json.dumps(hashes)),
+        ):
+            mem = row_to_memory(row)
+            found[_dedup_key(mem)] = mem
+        return found
+
+    def update_memory(
+        self,
+        org: str,
+        memory_id: uuid.UUID,
+        changes: Mapping[str, Any],
+        *,
+        actor: str | None,
+        event: str = "update",
+    ) -> Memory:
+        sets: list[str] = []
+        params: list[Any] = []
+        for name, value in changes.items():
+            if name == "embedding":
+                sets.append("embedding = ?, embedding_dim = ?")
+                params.extend(
+                    [None, None] if value is None else [vector_to_blob(value), len(value)]
+                )
+                continue
+            if name not in _UPDATE_CODECS:
+                raise InvalidInput(f"cannot update {name!r}", details={"field": name})
+            codec = _UPDATE_CODECS[name]
+            sets.append(f"{name} = ?")
+            params.append(value if value is None or codec is None else codec(value))
+        now = utcnow()
+        with self.db.write() as conn:
+            row = conn.execute(
+                f"SELECT {memory_columns()}, m.seq FROM memories m "
+                "WHERE m.organization_id = ? AND m.id = ? AND m.deleted_at IS NULL",
+                (org, to_uuid(memory_id)),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"memory {memory_id} not found", details={"id": str(memory_id)})
+            old = row_to_memory(row[: len(MEMORY_FIELDS)])
+            conn.execute(
+                "INSERT INTO memory_history (organization_id, id, memory_id, version, event, "
+                "snapshot, changed_at, changed_by_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    org,
+                    to_uuid(uuid.uuid4()),
+                    to_uuid(memory_id),
+                    old.version,
+                    event,
+                    old.model_dump_json(exclude={"embedding"}),
+                    to_micros(now),
+                    actor,
+                ),
+            )
+            updated = conn.execute(
+                f"UPDATE memories AS m SET {''.join(s + ', ' for s in sets)}"
+                "version = version + 1, updated_at = ?, last_updated_by_id = ? "
+                f"WHERE m.seq = ? RETURNING {memory_columns('')}",
+                [*params, to_micros(now), actor, row[-1]],
+            ).fetchone()
+            if "embedding" in changes:
+                self._trim_vector_changes(conn)
+        return row_to_memory(updated)
+
+    @staticmethod
+    def _trim_vector_changes(conn: Any) -> None:
+        conn.execute(
+            "DELETE FROM memory_vector_changes WHERE version <= "
+            "(SELECT seq FROM sqlite_sequence WHERE name = 'memory_vector_changes') - ?",
+            (_CHANGES_KEPT,),
+        )
+
+    def delete_memory(
+        self, org: str, memory_id: uuid.UUID, *, purge: bool, actor: str | None
+    ) -> None:
+        if not purge:
+            self.update_memory(
+                org, memory_id, {"deleted_at": utcnow()}, actor=actor, event="delete"
+            )
+            return
+        with self.db.write() as conn:
+            gone = conn.execute(
+                "DELETE FROM memories WHERE organization_id = ? AND id = ? RETURNING seq",
+                (org, to_uuid(memory_id)),
+            ).fetchone()
+            if gone is None:
+                raise NotFound(f"memory {memory_id} not found", details={"id": str(memory_id)})
+            self._trim_vector_changes(conn)
+
+    def record_access(self, org: str, counts: Mapping[uuid.UUID, int], at: datetime) -> None:
+        if not counts:
+            return
+        moment = to_micros(at)
+        with self.db.write() as conn:
+            conn.executemany(
+                "UPDATE memories SET access_count = access_count + ?, "
+                "last_accessed_at = max(coalesce(last_accessed_at, ?), ?) "
+                "WHERE organization_id = ? AND id = ?",
+                [(n, moment, moment, org, to_uuid(i)) for i, n in counts.items()],
+            )
+
+    # -- memories: reads ------------------------------------------------------------------------
+
+    def get_memory(
+        self,
+        org: str,
+        memory_id: uuid.UUID,
+        *,
+        include_deleted: bool = False,
+        with_embedding: bool = False,
+    ) -> Memory:
+        with self.db.read() as conn:
+            row = conn.execute(
+                f"SELECT {memory_columns('m', with_embedding)} FROM memories m "
+                "WHERE m.organization_id = ? AND m.id = ?",
+                (org, to_uuid(memory_id)),
+            ).fetchone()
+        if row is None or (
+            row[MEMORY_FIELDS.index("deleted_at")] is not None and not include_deleted
+        ):
+            raise NotFound(f"memory {memory_id} not found", details={"id": str(memory_id)})
+        return row_to_memory(row)
+
+    def list_memories(
+        self, org: str, query: MemoryQuery, *, limit: int, after: uuid.UUID | None
+    ) -> list[Memory]:
+        where, params = compile_query(org, query, utcnow())
+        if after is not None:
+            where += " AND m.id < ?"
+            params.append(to_uuid(after))
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {memory_columns()} FROM memories m WHERE {where} "
+                "ORDER BY m.id DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [row_to_memory(r) for r in rows]
+
+    def memory_history(self, org: str, memory_id: uuid.UUID) -> list[MemoryVersion]:
+        with self.db.read() as conn:
+            current = conn.execute(
+                f"SELECT {memory_columns()} FROM memories m "
+                "WHERE m.organization_id = ? AND m.id = ?",
+                (org, to_uuid(memory_id)),
+            ).fetchone()
+            if current is None:
+                raise NotFound(f"memory {memory_id} not found", details={"id": str(memory_id)})
+            rows = conn.execute(
+                "SELECT version, event, snapshot, changed_at, changed_by_id FROM memory_history "
+                "WHERE organization_id = ? AND memory_id = ? ORDER BY version",
+                (org, to_uuid(memory_id)),
+            ).fetchall()
+        out = [
+            MemoryVersion(
+                memory_id=memory_id,
+                version=version,
+                event=event,
+                memory=Memory.model_validate_json(snapshot),
+                changed_at=from_micros(changed_at),
+                changed_by_id=changed_by,
+            )
+            for version, event, snapshot, changed_at, changed_by in rows
+        ]
+        mem = row_to_memory(current)
+        out.append(
+            MemoryVersion(
+                memory_id=memory_id,
+                version=mem.version,
+                event="current",
+                memory=mem,
+                changed_at=mem.updated_at,
+                changed_by_id=mem.last_updated_by_id,
+            )
+        )
+        return out
+
+    # -- memories: search -----------------------------------------------------------------------
+
+    def search_memories(self, org: str, spec: SearchSpec) -> list[RawHit]:
+        now = utcnow()
+        ranking = None
+        query_vec = None
+        if spec.embedding is not None:
+            query_vec = np.ascontiguousarray(spec.embedding, dtype=np.float32)
+            key = (org, spec.embedding_model or "", int(query_vec.shape[0]))
+            # Lock order: the cache, then a connection (the :memory: connection is shared).
+            with self._vectors.lock:
+                with self.db.read() as conn:
+                    self._vectors.sync(conn, org)
+                ranking = self._vectors.rank(key, query_vec, spec.metric)
+        fts = fts_query(spec.text) if spec.text else None
+        dist: dict[int, float] = {}
+        ranks: dict[int, float] = {}
+        with self.db.read() as conn:
+            if ranking is not None and query_vec is not None:
+                where, params = compile_query(org, spec.query, now)
+                where += " AND m.embedding_dim = ? AND m.embedding_model = ?"
+                params += [int(query_vec.shape[0]), spec.embedding_model]
+
+                def check(seqs: list[int]) -> set[int]:
+                    return {
+                        r[0]
+                        for r in conn.execute(
+                            f"SELECT m.seq FROM memories m WHERE m.seq IN "
+                            f"(SELECT value FROM json_each(?)) AND {where}",
+                            [_json_ids(seqs), *params],
+                        )
+                    }
+
+                def filtered() -> set[int]:
+                    return {
+                        r[0]
+                        for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)
+                    }
+
+                dist = dict(ranking.top(spec.limit, check, filtered))
+            if fts is not None:
+                where, params = compile_query(org, spec.query, now)
+                ranks = {
+                    seq: float(rank)
+                    for seq, rank in conn.execute(
+                        "SELECT m.seq, -bm25(memories_fts) AS rank FROM memories_fts "
+                        "JOIN memories m ON m.seq = memories_fts.rowid "
+                        f"WHERE memories_fts MATCH ? AND {where} "
+                        "ORDER BY rank DESC, m.id DESC LIMIT ?",
+                        [fts, *params, spec.limit],
+                    )
+                }
+            found = sorted(set(dist) | set(ranks))
+            if not found:
+                return []
+            rows = conn.execute(
+                f"SELECT {memory_columns()}, m.seq FROM memories m "
+                "WHERE m.organization_id = ? AND m.seq IN (SELECT value FROM json_each(?))",
+                (org, _json_ids(found)),
+            ).fetchall()
+        return [
+            RawHit(
+                memory=row_to_memory(r[:-1]), distance=dist.get(r[-1]), text_rank=ranks.get(r[-1])
+            )
+            for r in rows
+        ]

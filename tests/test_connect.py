@@ -1,0 +1,151 @@
+"""connect(): the embedded default, process sharing, migrations gate, embedding spaces."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import engramdb
+from engramdb import Settings
+from engramdb.embeddings.hashing import HashEmbedder
+from engramdb.migrations import runner
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="engramdb-connect-"))
+    os.chmod(path, 0o755)
+    yield path
+
+
+def test_connect_with_no_url_starts_the_embedded_database(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir)
+    with engramdb.connect(settings=settings, embedder=HashEmbedder(32)) as db:
+        m = db.memories.add("zero setup works", agent_id="a")
+        assert db.memories.get(m.id).content == "zero setup works"
+        url = db.engine.store.url  # type: ignore[attr-defined]
+        assert "host=" in url and str(data_dir) in url  # Unix socket inside the data directory
+    current, head = _status(url)
+    assert current == head
+
+
+def _status(url: str) -> tuple[str | None, str]:
+    return runner.current(lambda: psycopg.connect(url), "postgresql"), runner.head()
+
+
+def test_two_processes_share_one_embedded_server(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir)
+    with engramdb.connect(settings=settings, embedder=HashEmbedder(32)) as db:
+        db.memories.add("written by the parent", agent_id="shared")
+        child = textwrap.dedent(
+            f"""
+            import engramdb
+            from engramdb import Settings
+            from engramdb.embeddings.hashing import HashEmbedder
+            with engramdb.connect(settings=Settings(data_dir={str(data_dir)!r}),
+                                  embedder=HashEmbedder(32)) as db:
+                seen = [m.content for m in db.memories.list(agent_id="shared").items]
+                assert "written by the parent" in seen, seen
+                db.memories.add("written by the child", agent_id="shared")
+            print("child ok")
+            """
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", child], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        assert "child ok" in out.stdout
+        # the child left; the parent's server is still up and sees the child's write
+        seen = {m.content for m in db.memories.list(agent_id="shared").items}
+        assert seen == {"written by the parent", "written by the child"}
+
+
+def test_database_behind_the_code_raises_migration_required(pg_url: str) -> None:
+    runner.downgrade(lambda: psycopg.connect(pg_url), "postgresql", "0001")
+    with pytest.raises(engramdb.MigrationRequired) as info:
+        engramdb.connect(pg_url, embedder=HashEmbedder(64), settings=Settings())
+    assert "engramdb db upgrade" in str(info.value)
+    assert info.value.details["current"] == "0001"
+    # auto_migrate brings it to head
+    with engramdb.connect(
+        pg_url, embedder=HashEmbedder(64), settings=Settings(auto_migrate=True)
+    ) as db:
+        db.memories.add("after upgrade")
+    assert _status(pg_url)[0] == runner.head()
+
+
+def test_downgrade_to_base_and_upgrade_again(pg_url: str) -> None:
+    connect = lambda: psycopg.connect(pg_url)  # noqa: E731
+    runner.downgrade(connect, "postgresql", "base")
+    assert runner.current(connect, "postgresql") is None
+    with psycopg.connect(pg_url) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        ).fetchone()
+        assert tables is not None and tables[0] == 0
+    runner.upgrade(connect, "postgresql")
+    assert runner.current(connect, "postgresql") == runner.head()
+
+
+def test_migration_history_is_linear() -> None:
+    revs = runner.history()
+    assert revs[0].down_revision is None
+    for prev, nxt in itertools.pairwise(revs):
+        assert nxt.down_revision == prev.revision
+    assert revs[-1].revision == runner.head()
+
+
+def test_several_embedding_spaces_coexist_each_with_its_own_index(pg_url: str) -> None:
+    small = engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings())
+    large = engramdb.connect(pg_url, embedder=HashEmbedder(48), settings=Settings())
+    try:
+        a = small.memories.add("coffee with oat milk", agent_id="a")
+        b = large.memories.add("coffee with oat milk", agent_id="b")
+        assert small.memories.search("coffee", mode="vector")[0].memory.id == a.id
+        assert large.memories.search("coffee", mode="vector")[0].memory.id == b.id
+        # each space only sees its own vectors
+        assert {h.memory.id for h in small.memories.search("coffee", mode="vector")} == {a.id}
+        with pytest.raises(engramdb.DimensionMismatch):
+            small.memories.add("wrong space", embedding=[0.1] * 48)
+    finally:
+        small.close()
+        large.close()
+    with psycopg.connect(pg_url) as conn:
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'memories' "
+                "AND indexdef LIKE '%hnsw%'"
+            ).fetchall()
+        }
+    assert {"memories_embedding_16_cosine_idx", "memories_embedding_48_cosine_idx"} <= names
+
+
+def test_bad_database_url_is_a_configuration_error() -> None:
+    with pytest.raises(engramdb.ConfigurationError):
+        engramdb.connect("mysql://nope", embedder=HashEmbedder(8), settings=Settings())
+
+
+def test_unknown_option_is_a_configuration_error() -> None:
+    with pytest.raises(engramdb.ConfigurationError):
+        engramdb.connect("sqlite://:memory:", embedder=HashEmbedder(8), colour="blue")
+
+
+def test_settings_from_env() -> None:
+    s = Settings.from_env(
+        {"ENGRAMDB_DATABASE_URL": "sqlite:///x.db", "ENGRAMDB_HNSW_EF_SEARCH": "200",
+         "ENGRAMDB_AUTO_MIGRATE": "false", "ENGRAMDB_DATA_DIR": "~/mem"}
+    )  # fmt: skip
+    assert s.database_url == "sqlite:///x.db"
+    assert s.hnsw_ef_search == 200
+    assert s.auto_migrate is False
+    assert s.data_dir == Path("~/mem").expanduser()
