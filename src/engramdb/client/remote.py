@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 
 from ..errors import AuthenticationError, ConfigurationError, InvalidInput, Unavailable
+from ..surface import ROUTES
 from .calls import Call, EngramCalls, MemoryCalls, NamedCalls, named_models, raise_for_error
+from .routes import RouteCalls
 
 __all__ = ["AsyncRemoteEngram", "RemoteEmbedder", "RemoteEngram", "connect_remote",
            "connect_remote_async"]  # fmt: skip
@@ -57,11 +59,17 @@ class _Resource:
 
 
 def _resources(info: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"memories": MemoryCalls()}
+    out: dict[str, Any] = {"memories": RouteCalls("memories", MemoryCalls())}
     models = named_models()
     for name in info.get("resources", []):
-        if name != "memories":
-            out[name] = NamedCalls(name, models.get(name, lambda b: b))
+        if name == "memories":
+            continue
+        if name in models:
+            out[name] = RouteCalls(name, NamedCalls(name, models[name]))
+        elif name in ROUTES:
+            out[name] = RouteCalls(name)
+        else:
+            out[name] = NamedCalls(name, lambda b: b)
     return out
 
 

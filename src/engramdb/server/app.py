@@ -11,7 +11,7 @@ from ..api import Engram
 from ..settings import Settings
 from .errors import install_error_handlers
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware
-from .routes import admin, keys, memories, organizations, resources, system
+from .routes import admin, data_model, keys, memories, organizations, resources, system
 from .state import ServerState
 
 __all__ = ["app_from_env", "create_app"]
@@ -50,7 +50,8 @@ def create_app(settings: Settings, engram: Engram | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(admin.router)
     mounted = resources.mount_named_resources(app, tuple(state.engram.RESOURCES))
-    app.state.engramdb_resources = ("memories", *mounted)
+    mounted += data_model.mount_data_model(app, state.engram)
+    app.state.engramdb_resources = tuple(dict.fromkeys(("memories", *mounted)))
     # Outermost first: every request gets a context, then the body limit applies.
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, state=state)

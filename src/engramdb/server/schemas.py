@@ -14,6 +14,7 @@ from ..models.security import ApiKey, AuditEntry, Organization, UsageTotal
 __all__ = [
     "ApiKeyCreate",
     "ApiKeyCreated",
+    "ApiKeyPatch",
     "AuditPage",
     "ErrorBody",
     "Info",
@@ -67,9 +68,11 @@ OrganizationPage = PageOf[Organization]
 
 
 class MemoryCreate(MemoryInput):
-    """One memory to store (``dedup_threshold``: also treat near-identical vectors as duplicates)."""
+    """One memory to store (``dedup_threshold``: also treat near-identical vectors as duplicates;
+    ``supersedes``: the id of the fact this one replaces)."""
 
     dedup_threshold: float | None = None
+    supersedes: uuid.UUID | None = None
 
 
 class MemoryBatch(_Body):
@@ -154,6 +157,16 @@ class ApiKeyCreate(_Body):
     organization_id: str | None = Field(
         None, description="Another organization (operators only); created if new."
     )
+
+
+class ApiKeyPatch(_Body):
+    """Only the fields sent change; ``null`` limits are unlimited, a ``null`` expiry is never."""
+
+    name: str | None = None
+    enabled: bool | None = Field(None, description="false: refused from the next request.")
+    rate_limit: int | None = Field(None, description="Requests per minute; null: unlimited.")
+    monthly_quota: int | None = Field(None, description="Requests per month; null: unlimited.")
+    expires_at: datetime | None = None
 
 
 class ApiKeyCreated(BaseModel):
