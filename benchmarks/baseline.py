@@ -11,6 +11,9 @@ index (m=16, ef_construction=64, cosine). Measured, in this order:
 4. ``raw.copy.indexed``, ``raw.insert.executemany``, ``raw.insert.commit_per_row``: ingest
    extra rows into the table that already holds ``n`` indexed rows (after the searches, so
    searches see exactly the base rows the ground truth was computed on).
+5. ``raw.insert.concurrent.t<T>``: one INSERT + COMMIT per row from ``T`` writer threads at once,
+   each on its own connection (:data:`WRITER_THREADS`): how durable single-row writes scale when
+   PostgreSQL can flush several transactions' commit records with one WAL write (group commit).
 
 All queries are prepared, take the query vector in binary (pgvector's psycopg adapter), and
 run with ``plan_cache_mode = force_custom_plan``: psycopg prepares statements and PostgreSQL
@@ -20,6 +23,11 @@ would otherwise switch to a value-blind generic plan after five executions, maki
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +37,7 @@ from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
 from .measure import LatencyStats, Timer, run_queries
-from .registry import Context, bench
+from .registry import Context, RunConfig, bench
 from .workload import COLUMNS, ORGANIZATION, PG_TYPES, QuerySet, Workload
 
 TABLE = "memories"
@@ -237,6 +245,7 @@ def raw_pgvector(ctx: Context) -> None:
     with psycopg.connect(uri) as conn:
         register_vector(conn)
         ingest_into_indexed(ctx, conn, w)
+    concurrent_inserts(ctx, uri, w)
 
 
 def load_and_index(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
@@ -382,5 +391,123 @@ def ingest_into_indexed(ctx: Context, conn: psycopg.Connection[Any], w: Workload
             total.seconds,
             extra={"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms},
             table_rows_before=n_before,
+            synchronous_commit="on",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Concurrent single-row writers (shared with the engramdb suite, which writes the same rows)
+
+#: Writer thread counts of the concurrent single-row write measurements.
+WRITER_THREADS: tuple[int, ...] = (1, 2, 4)
+
+
+def single_insert_slice(cfg: RunConfig) -> tuple[int, int]:
+    """The extra rows ``raw.insert.commit_per_row`` inserts (after COPY and executemany)."""
+    start = cfg.copy_indexed_rows + cfg.executemany_rows
+    return start, start + cfg.insert_rows
+
+
+def concurrent_slices(cfg: RunConfig) -> list[tuple[int, int, int]]:
+    """``(threads, start, stop)``: the extra rows each concurrent-writer measurement writes.
+
+    They are the ``executemany`` rows, split in one equal part per thread count (a multiple of
+    every thread count, so each thread writes as many rows). The raw suite has already inserted
+    those rows once, so it writes them again under fresh ids; the engramdb suite, in its own
+    database, writes them for the first time.
+    """
+    per = min(cfg.insert_rows, cfg.executemany_rows // len(WRITER_THREADS))
+    per -= per % max(WRITER_THREADS)
+    start = cfg.copy_indexed_rows
+    return [(t, start + j * per, start + (j + 1) * per) for j, t in enumerate(WRITER_THREADS)]
+
+
+def fresh_ids(count: int) -> list[uuid.UUID]:
+    """UUIDv7s for rows written again: time-ordered like the workload's (and engramdb's) ids,
+    so the primary key B-tree sees appends, not random inserts."""
+    ms = time.time_ns() // 1_000_000
+    out = []
+    for i in range(count):
+        rand = int.from_bytes(os.urandom(10), "big")
+        rand_a, rand_b = rand >> 68 & 0xFFF, rand & ((1 << 62) - 1)
+        value = ((ms + i // 1000) & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64
+        out.append(uuid.UUID(int=value | 0b10 << 62 | rand_b))
+    return out
+
+
+def run_writers(workers: Sequence[Callable[[], list[float]]]) -> tuple[float, list[float]]:
+    """Run each worker in its own thread, all released at once; ``(wall seconds, latencies)``.
+
+    A worker writes its rows one at a time and returns the seconds each write took. Setup
+    (connections, row building) happens before, outside the timed section. The first worker
+    exception is re-raised after every thread has stopped.
+    """
+    barrier = threading.Barrier(len(workers) + 1)
+    samples: list[list[float]] = [[] for _ in workers]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            samples[i] = workers[i]()
+        except BaseException as exc:  # surfaced in the caller's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    with Timer() as total:
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    return total.seconds, [s for per in samples for s in per]
+
+
+def _insert_one_by_one(
+    conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]
+) -> list[float]:
+    """INSERT + COMMIT each row; the seconds each took."""
+    out = []
+    with conn.cursor() as cur:
+        for row in rows:
+            t0 = time.perf_counter()
+            cur.execute(INSERT_SQL, row, prepare=True)
+            conn.commit()
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def concurrent_inserts(ctx: Context, uri: str, w: Workload) -> None:
+    """``raw.insert.concurrent.t<T>``: T threads, each INSERT + durable COMMIT per row."""
+    for threads, start, stop in concurrent_slices(ctx.config):
+        rows = w.extra.rows(start, stop)
+        if len(rows) < threads:
+            continue
+        ids = fresh_ids(len(rows))
+        params = [insert_params((ids[i], *row[1:])) for i, row in enumerate(rows)]
+        per = len(params) // threads
+        conns = [psycopg.connect(uri) for _ in range(threads)]
+        try:
+            for conn in conns:
+                register_vector(conn)
+            ctx.log(f"{len(params)} x (INSERT + COMMIT) from {threads} thread(s)")
+            seconds, samples = run_writers(
+                [
+                    functools.partial(_insert_one_by_one, c, params[j * per : (j + 1) * per])
+                    for j, c in enumerate(conns)
+                ]
+            )
+        finally:
+            for conn in conns:
+                conn.close()
+        lat = LatencyStats.from_seconds(samples)
+        ctx.throughput(
+            f"raw.insert.concurrent.t{threads}",
+            len(samples),
+            seconds,
+            extra={"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms},
+            threads=threads,
             synchronous_commit="on",
         )

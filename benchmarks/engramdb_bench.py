@@ -1,0 +1,578 @@
+"""engramdb on PostgreSQL through its public API, each figure a ratio to raw pgvector.
+
+Registered as suite ``engramdb`` (baseline suite: ``raw``, run first in the same process and on
+the same server). Everything goes through ``engramdb.connect(url, embedder=..., settings=...)``
+and ``db.memories``: vectors are given with each memory (``embedding=``; no model runs) and
+searches pass the query vector (``mode="vector"``). The embedder is a :class:`HashEmbedder` of
+the workload's dimension, only so that the stored ``embedding_model`` is the one searches use.
+
+Measured, in this order, in a fresh database migrated by ``connect``:
+
+1. ``engramdb.import``: the ``n`` base rows written to a JSON Lines file (untimed), then imported
+   into the empty store by the library function behind ``engramdb import`` (timed until the
+   store is searchable with all its indexes). Baseline: ``raw.copy.empty+indexes``.
+2. ``engramdb.search.<bucket>``: top-k latency and recall@k for every query set, with the
+   library's own plan choice. Baseline: the best raw plan for that bucket (:func:`best_raw_plan`).
+   ``engramdb.hybrid.<bucket>``: vector + text for reference (no raw equivalent).
+3. ``engramdb.add_many``: extra rows into the live, indexed store. Baseline: ``raw.copy.indexed``.
+4. ``engramdb.add.single``: one ``add()`` per memory, vector given, each a durable commit.
+   Baseline: ``raw.insert.commit_per_row`` (the same rows).
+5. ``engramdb.add.concurrent.t<T>``: ``add()`` from T threads sharing one ``connect()``.
+   Baseline: ``raw.insert.concurrent.t<T>`` (the same rows, T threads on T connections).
+6. ``engramdb.session``: client RSS and the server's memory (PSS of every PostgreSQL process).
+7. ``engramdb.halfvec.*``: if the installed engramdb has a half-precision storage setting, the
+   same import and searches with it. Baseline: the float32 figures of step 1 and 2.
+
+Search measurements carry a note saying whether the issue's target (p50 ≤ 1.3x the best raw
+plan; recall@k ≥ 0.99 with a scope filter, ≥ 0.98 without) is met in this run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib
+import inspect
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from engramdb import Engram, Settings, connect
+from engramdb.embeddings.hashing import HashEmbedder
+
+from .baseline import (
+    PLANS,
+    UNFILTERED_PLANS,
+    concurrent_slices,
+    run_writers,
+    single_insert_slice,
+)
+from .measure import LatencyStats, Timer, run_queries
+from .registry import Context, Measurement, bench
+from .workload import COLUMNS, Memories, QuerySet, topic
+
+#: Issue 6 targets, checked per run and written as notes on the measurements.
+SEARCH_P50_RATIO = 1.3
+RECALL_SCOPED = 0.99  # agent, user, room filters
+RECALL_ANY = 0.98  # any selectivity, unfiltered included
+#: Rows per JSON Lines write batch (only bounds the memory the file writer uses).
+JSONL_CHUNK = 2_000
+#: Queries per bucket for the hybrid (reference) and half-precision measurements.
+SIDE_QUERIES = 200
+
+
+# --------------------------------------------------------------------------------------------
+# Workload rows as engramdb items
+
+
+def items(m: Memories, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
+    """Rows ``start:stop`` as ``add()`` keyword arguments, vectors as the numpy rows they are.
+
+    Same fields as the raw table's rows; engramdb assigns its own ids, so the workload row
+    index travels in ``metadata["n"]`` (already part of every row) to score recall.
+    """
+    stop = len(m) if stop is None else min(stop, len(m))
+    return [_item(m.row(i)) for i in range(start, stop)]
+
+
+def _item(row: tuple[Any, ...]) -> dict[str, Any]:
+    r = dict(zip(COLUMNS, row, strict=True))
+    return {
+        "content": r["content"],
+        "agent_id": r["agent_id"],
+        "user_id": r["user_id"],
+        "room_id": r["room_id"],
+        "kind": r["kind"],
+        "tags": r["tags"],
+        "metadata": r["metadata"],
+        "importance": r["importance"],
+        "created_at": r["created_at"],
+        "embedding": r["embedding"],
+        # The workload repeats a few texts within one scope (as real chats do); engramdb would
+        # return the stored one instead of writing again. Every row must be stored to be
+        # compared with the raw table, which has no such rule, and with the ground truth.
+        "is_unique": False,
+    }
+
+
+def write_jsonl(m: Memories, path: Path) -> int:
+    """The rows as JSON Lines (one memory object per line, the fields of ``add()``).
+
+    Vector components are written with 9 significant digits, which round-trip float32 exactly.
+    Returns the file size in bytes.
+    """
+    with path.open("w", encoding="utf-8") as f:
+        for start in range(0, len(m), JSONL_CHUNK):
+            lines = []
+            for item in items(m, start, start + JSONL_CHUNK):
+                vec = item.pop("embedding")
+                item["created_at"] = item["created_at"].isoformat()
+                head = json.dumps(item, separators=(",", ":"))[:-1]
+                body = ",".join(map("{:.9g}".format, vec.tolist()))
+                lines.append(f'{head},"embedding":[{body}]}}\n')
+            f.writelines(lines)
+    return path.stat().st_size
+
+
+# --------------------------------------------------------------------------------------------
+# Connecting, importing, memory
+
+
+def settings_for(uri: str, **overrides: Any) -> Settings:
+    """Library defaults, except: migrate the fresh database, and no embedding model to load."""
+    return Settings(database_url=uri, auto_migrate=True, embedder="hash", **overrides)
+
+
+def open_db(uri: str, dim: int, **overrides: Any) -> Engram:
+    return connect(uri, embedder=HashEmbedder(dim), settings=settings_for(uri, **overrides))
+
+
+def import_function() -> tuple[Callable[..., Any] | None, str]:
+    """The library function ``engramdb import`` uses, if this engramdb has one."""
+    try:
+        import_cmd = importlib.import_module("engramdb.cli.import_cmd")
+    except ImportError as exc:
+        return None, f"engramdb.cli.import_cmd not available ({exc})"
+    for name in ("import_jsonl", "import_file", "run_import", "import_memories"):
+        fn = getattr(import_cmd, name, None)
+        if callable(fn):
+            return fn, f"engramdb.cli.import_cmd.{name}"
+    return None, "engramdb.cli.import_cmd has no import function this suite knows"
+
+
+def run_import(db: Engram, path: Path, max_batch: int) -> str:
+    """Import the JSON Lines file into ``db``; returns how (for the report).
+
+    Uses the function behind ``engramdb import``; without one (older engramdb), parses the file
+    and calls ``add_many`` per batch, which is what an application would do.
+    """
+    fn, how = import_function()
+    if fn is not None:
+        params = inspect.signature(fn).parameters
+        kwargs: dict[str, Any] = {}
+        if "progress" in params:
+            kwargs["progress"] = False
+        fn(db, path, **kwargs)
+        return how
+    batch: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            batch.append(json.loads(line))
+            if len(batch) == max_batch:
+                db.memories.add_many(batch)
+                batch = []
+    if batch:
+        db.memories.add_many(batch)
+    return f"add_many per {max_batch} lines ({how})"
+
+
+def rss_mb() -> float:
+    """This process's resident set size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def server_pss_mb(uri: str) -> float:
+    """Proportional set size of every PostgreSQL process (shared buffers counted once).
+
+    NaN where ``/proc/<pid>/smaps_rollup`` cannot be read (another user's processes).
+    """
+    with psycopg.connect(uri, autocommit=True) as conn:
+        pids = [int(r[0]) for r in conn.execute("SELECT pid FROM pg_stat_activity").fetchall()]
+        row = conn.execute("SHOW data_directory").fetchone()
+    if row is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids.append(int((Path(row[0]) / "postmaster.pid").read_text().split()[0]))
+    total_kb = 0
+    for pid in set(pids):
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue  # a parallel worker that has exited, or not ours to read
+        total_kb += sum(int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("Pss:"))
+    return total_kb / 1024 if total_kb else float("nan")
+
+
+def maintain(uri: str) -> dict[str, float]:
+    """What the raw suite does after its build: VACUUM (ANALYZE) and prewarm the memories table
+    and its indexes; returns sizes. The same server maintenance for both, not library code."""
+    with psycopg.connect(uri, autocommit=True) as conn:
+        with Timer() as t:
+            conn.execute("VACUUM (ANALYZE) memories")
+        rels = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT indexrelid::regclass::text FROM pg_index "
+                "WHERE indrelid = 'memories'::regclass"
+            ).fetchall()
+        ]
+        with contextlib.suppress(psycopg.Error):
+            for rel in ["memories", *rels]:
+                conn.execute("SELECT pg_prewarm(%s)", (rel,))
+        row = conn.execute(
+            "SELECT pg_table_size('memories'), pg_indexes_size('memories'), "
+            "(SELECT count(*) FROM memories)"
+        ).fetchone()
+        hnsw = conn.execute(
+            "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+            "WHERE i.indrelid = 'memories'::regclass AND a.amname = 'hnsw'"
+        ).fetchone()
+    assert row is not None and hnsw is not None
+    mb = 1024 * 1024
+    return {  # float(): sum() of bigints is a numeric, which psycopg gives as a Decimal
+        "vacuum_analyze_seconds": t.seconds,
+        "rows": float(row[2]),
+        "table_mb": float(row[0]) / mb,
+        "indexes_mb": float(row[1]) / mb,
+        "hnsw_mb": float(hnsw[0]) / mb,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Search
+
+
+def best_raw_plan(ctx: Context, qs: QuerySet) -> tuple[Measurement | None, str]:
+    """The raw plan to compare with: the fastest (p50) that meets the recall target.
+
+    When no raw plan meets it, the most accurate one (then the fastest): comparing with a plan
+    that returns the wrong rows would reward being wrong.
+    """
+    target = RECALL_ANY if qs.column is None else RECALL_SCOPED
+    names = UNFILTERED_PLANS if qs.column is None else tuple(p.name for p in PLANS)
+    found = [ctx.find(f"raw.search.{qs.name}.{p}") for p in names]
+    runs = [m for m in found if m is not None]
+    if not runs:
+        return None, "no raw measurement for this bucket"
+    good = [m for m in runs if m.metrics.get("recall", 0.0) >= target]
+    if good:
+        best = min(good, key=lambda m: m.metrics["p50_ms"])
+        return best, f"fastest raw plan with recall >= {target}"
+    best = max(runs, key=lambda m: (m.metrics.get("recall", 0.0), -m.metrics["p50_ms"]))
+    return best, f"no raw plan reaches recall {target}: the most accurate one"
+
+
+def _scope(qs: QuerySet, i: int) -> dict[str, Any]:
+    return {} if qs.column is None else {qs.column: qs.values[i]}
+
+
+def vector_searcher(db: Engram, qs: QuerySet, k: int) -> Callable[[int], list[int]]:
+    def search(i: int) -> list[int]:
+        hits = db.memories.search(embedding=qs.vectors[i], mode="vector", top_k=k, **_scope(qs, i))
+        return [int(h.memory.metadata["n"]) for h in hits]
+
+    return search
+
+
+def search_targets(m: Measurement, qs: QuerySet, base: Measurement | None) -> list[str]:
+    """Notes: is each target of the issue met by this measurement?"""
+    notes = []
+    target = RECALL_ANY if qs.column is None else RECALL_SCOPED
+    recall = m.metrics.get("recall", float("nan"))
+    notes.append(
+        f"target recall@k >= {target}: {'met' if recall >= target else 'NOT met'} ({recall:.3f})"
+    )
+    if base is not None:
+        ratio = m.metrics["p50_ms"] / base.metrics["p50_ms"]
+        verdict = "met" if ratio <= SEARCH_P50_RATIO else "NOT met"
+        notes.append(
+            f"target p50 <= {SEARCH_P50_RATIO}x best raw ({base.name}, "
+            f"{base.metrics['p50_ms']:.2f} ms, recall {base.metrics.get('recall', 0):.3f}): "
+            f"{verdict} ({ratio:.2f}x)"
+        )
+    return notes
+
+
+def searches(ctx: Context, db: Engram, prefix: str = "engramdb", **extra: Any) -> None:
+    cfg, w = ctx.config, ctx.workload
+    for qs in w.query_sets:
+        base, why = best_raw_plan(ctx, qs)
+        result = run_queries(vector_searcher(db, qs, cfg.k), w, qs, warmup=cfg.warmup)
+        m = ctx.latency(
+            f"{prefix}.search.{qs.name}",
+            result,
+            baseline=None if base is None else base.name,
+            query_set=qs.name,
+            column=qs.column,
+            selectivity=qs.selectivity,
+            plan="engramdb",
+            baseline_choice=why,
+            k=cfg.k,
+            **extra,
+        )
+        m.notes.extend(search_targets(m, qs, base))
+        for note in m.notes:
+            ctx.log(f"{m.name}: {note}")
+
+
+def hybrid_searches(ctx: Context, db: Engram) -> None:
+    """Vector + words (rank fusion) for reference: the query text names the query's topic."""
+    cfg, w = ctx.config, ctx.workload
+    for qs in w.query_sets:
+        if qs.name not in ("unfiltered", "agent") and qs.name != w.query_sets[-1].name:
+            continue  # unfiltered, one agent, and the broadest user bucket are enough here
+        count = min(len(qs), SIDE_QUERIES)
+        texts = [topic(int(np.argmax(w.universe.centres @ qs.vectors[i]))) for i in range(count)]
+
+        def search(i: int, qs: QuerySet = qs, texts: list[str] = texts) -> list[int]:
+            hits = db.memories.search(
+                texts[i], embedding=qs.vectors[i], mode="hybrid", top_k=cfg.k, **_scope(qs, i)
+            )
+            return [int(h.memory.metadata["n"]) for h in hits]
+
+        result = run_queries(search, w, qs, warmup=cfg.warmup, limit=count)
+        ctx.latency(
+            f"engramdb.hybrid.{qs.name}",
+            result.latency,
+            query_set=qs.name,
+            selectivity=qs.selectivity,
+            plan="engramdb hybrid (vector + text, fused)",
+            # Recall against the vector-only truth means little once words re-rank hits.
+            vector_recall=result.recall,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Writes
+
+
+def add_one_by_one(db: Engram, batch: Sequence[dict[str, Any]]) -> list[float]:
+    out = []
+    for item in batch:
+        t0 = time.perf_counter()
+        db.memories.add(**item)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def writes(ctx: Context, db: Engram, n_before: int) -> None:
+    cfg, w = ctx.config, ctx.workload
+    max_batch = db.settings.limits.max_batch
+
+    # add_many into the live, indexed store: the raw COPY's rows, as one call per max_batch.
+    batch = items(w.extra, 0, cfg.copy_indexed_rows)
+    if batch:
+        ctx.log(f"add_many of {len(batch)} memories into the indexed store ({n_before} rows)")
+        with Timer() as t:
+            for start in range(0, len(batch), max_batch):
+                db.memories.add_many(batch[start : start + max_batch])
+        ctx.throughput(
+            "engramdb.add_many",
+            len(batch),
+            t.seconds,
+            baseline="raw.copy.indexed",
+            table_rows_before=n_before,
+            batch=min(len(batch), max_batch),
+        )
+        n_before += len(batch)
+
+    # One add() per memory, vector given: the rows raw.insert.commit_per_row inserts.
+    start, stop = single_insert_slice(cfg)
+    batch = items(w.extra, start, stop)
+    if batch:
+        ctx.log(f"{len(batch)} x add(), one memory per call")
+        with Timer() as total:
+            samples = add_one_by_one(db, batch)
+        lat = LatencyStats.from_seconds(samples)
+        ctx.throughput(
+            "engramdb.add.single",
+            len(batch),
+            total.seconds,
+            baseline="raw.insert.commit_per_row",
+            extra={"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms},
+            table_rows_before=n_before,
+        )
+        n_before += len(batch)
+
+    # Concurrent writers sharing one connect() (its pool): does throughput scale?
+    one_thread: float | None = None
+    for threads, start, stop in concurrent_slices(cfg):
+        batch = items(w.extra, start, stop)
+        if len(batch) < threads:
+            continue
+        per = len(batch) // threads
+        ctx.log(f"{len(batch)} x add() from {threads} thread(s)")
+        seconds, samples = run_writers(
+            [
+                functools.partial(add_one_by_one, db, batch[j * per : (j + 1) * per])
+                for j in range(threads)
+            ]
+        )
+        lat = LatencyStats.from_seconds(samples)
+        rate = len(samples) / seconds
+        one_thread = rate if threads == 1 else one_thread
+        ctx.throughput(
+            f"engramdb.add.concurrent.t{threads}",
+            len(samples),
+            seconds,
+            baseline=f"raw.insert.concurrent.t{threads}",
+            extra={
+                "p50_ms": lat.p50_ms,
+                "p95_ms": lat.p95_ms,
+                "p99_ms": lat.p99_ms,
+                "speedup_vs_1_thread": rate / one_thread if one_thread else float("nan"),
+            },
+            threads=threads,
+            pool_max_size=db.settings.pool_max_size,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Half precision (optional setting)
+
+
+def halfvec_setting() -> dict[str, Any] | None:
+    """Settings overrides that store vectors as ``halfvec``, if this engramdb has such a field."""
+    names = {f.name: f for f in dataclasses.fields(Settings)}
+    for name in ("vector_type", "embedding_type", "embedding_storage", "vector_storage"):
+        if name in names:
+            return {name: "halfvec"}
+    for name in ("halfvec", "use_halfvec", "half_precision"):
+        if name in names:
+            return {name: True}
+    return None
+
+
+def halfvec_variant(ctx: Context, jsonl: Path) -> None:
+    overrides = halfvec_setting()
+    if overrides is None:
+        ctx.log("no half-precision setting in this engramdb: halfvec variant skipped")
+        return
+    cfg, w = ctx.config, ctx.workload
+    uri = ctx.database("halfvec")
+    db = open_db(uri, cfg.dim, **overrides)
+    try:
+        ctx.log(f"halfvec variant ({overrides}): importing {len(w.base)} memories")
+        with Timer() as t:
+            how = run_import(db, jsonl, db.settings.limits.max_batch)
+        ctx.throughput(
+            "engramdb.halfvec.import",
+            len(w.base),
+            t.seconds,
+            baseline="engramdb.import",
+            method=how,
+            **overrides,
+        )
+    finally:
+        db.close()
+    sizes = maintain(uri)
+    ctx.duration(
+        "engramdb.halfvec.vacuum_analyze", sizes.pop("vacuum_analyze_seconds"), extra=sizes
+    )
+    db = open_db(uri, cfg.dim, **overrides)
+    try:
+        for qs in w.query_sets:
+            count = min(len(qs), SIDE_QUERIES)
+            result = run_queries(
+                vector_searcher(db, qs, cfg.k), w, qs, warmup=cfg.warmup, limit=count
+            )
+            m = ctx.latency(
+                f"engramdb.halfvec.search.{qs.name}",
+                result,
+                baseline=f"engramdb.search.{qs.name}",
+                query_set=qs.name,
+                selectivity=qs.selectivity,
+                plan="engramdb halfvec",
+                **overrides,
+            )
+            base, _ = best_raw_plan(ctx, qs)
+            m.notes.extend(search_targets(m, qs, base))
+    finally:
+        db.close()
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _tempdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="engramdb-bench-import-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@bench(
+    "engramdb",
+    baseline="raw",
+    description="engramdb on PostgreSQL: import, search, add_many, add, as ratios to raw pgvector",
+)
+def engramdb_suite(ctx: Context) -> None:
+    cfg, w = ctx.config, ctx.workload
+    uri = ctx.database("lib")
+    with _tempdir() as tmp:
+        jsonl = tmp / "memories.jsonl"
+        with Timer() as t:
+            size = write_jsonl(w.base, jsonl)
+        ctx.log(
+            f"wrote {len(w.base)} memories as JSON Lines ({size / 2**20:.0f} MB, {t.seconds:.1f}s)"
+        )
+
+        # Import into the empty store (schema migrated by connect, before the clock starts).
+        db = open_db(uri, cfg.dim)
+        try:
+            ctx.log(f"importing {len(w.base)} memories into an empty store")
+            with Timer() as t:
+                how = run_import(db, jsonl, db.settings.limits.max_batch)
+            ctx.log(f"import via {how}")
+            ctx.throughput(
+                "engramdb.import",
+                len(w.base),
+                t.seconds,
+                baseline="raw.copy.empty+indexes",
+                extra={"file_mb": size / 2**20},
+                method=how,
+            )
+        finally:
+            db.close()
+        sizes = maintain(uri)
+        if sizes["rows"] != len(w.base):
+            raise RuntimeError(f"imported {sizes['rows']:.0f} memories, expected {len(w.base)}")
+        ctx.duration(
+            "engramdb.vacuum_analyze",
+            sizes.pop("vacuum_analyze_seconds"),
+            baseline="raw.vacuum_analyze",
+            extra=sizes,
+        )
+
+        # Searches on a fresh connection, so its memory cost is measured on its own.
+        rss_before = rss_mb()
+        with Timer() as session:
+            db = open_db(uri, cfg.dim)
+            try:
+                searches(ctx, db, ef_search=db.settings.hnsw_ef_search)
+                hybrid_searches(ctx, db)
+                rss_after = rss_mb()
+                server = server_pss_mb(uri)
+                writes(ctx, db, len(w.base))
+            finally:
+                db.close()
+        ctx.duration(
+            "engramdb.session",
+            session.seconds,
+            extra={
+                "client_rss_mb": rss_after,
+                "client_rss_growth_mb": rss_after - rss_before,
+                "server_pss_mb": server,
+            },
+            what="connect, searches, writes; memory measured after the searches",
+        )
+        if not math.isnan(server):
+            ctx.log(f"server PSS {server:.0f} MB; client RSS {rss_after:.0f} MB")
+        halfvec_variant(ctx, jsonl)

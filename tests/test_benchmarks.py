@@ -1,0 +1,143 @@
+"""The benchmark harness's own correctness: what it feeds engramdb and how it picks baselines.
+
+Timing is never asserted (figures live in docs/performance.md); these tests check that the
+engramdb suite imports exactly the workload's rows, writes disjoint row slices, and compares
+each search with the right raw plan.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from benchmarks.baseline import concurrent_slices, fresh_ids, run_writers, single_insert_slice
+from benchmarks.engramdb_bench import best_raw_plan, open_db, run_import, write_jsonl
+from benchmarks.registry import Context, Measurement, RunConfig
+from benchmarks.workload import KINDS, Workload, WorkloadSpec, generate
+from pgvector.psycopg import register_vector
+
+DIM = 64
+
+
+@pytest.fixture(scope="module")
+def workload() -> Workload:
+    return generate(WorkloadSpec(n=300, dim=DIM, tenants=3, seed=7), extra=10, n_unfiltered=5)
+
+
+def test_jsonl_import_stores_every_row_exactly(
+    workload: Workload, pg_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "memories.jsonl"
+    write_jsonl(workload.base, path)
+    db = open_db(pg_url, DIM)
+    try:
+        run_import(db, path, max_batch=128)
+    finally:
+        db.close()
+    with psycopg.connect(pg_url) as conn:
+        register_vector(conn)
+        rows = conn.execute(
+            "SELECT (metadata->>'n')::int, content, agent_id, user_id, room_id, kind, tags,"
+            " metadata->>'source', importance, created_at, embedding FROM memories"
+        ).fetchall()
+    base = workload.base
+    assert sorted(r[0] for r in rows) == list(range(len(base)))
+    for n, content, agent, user, room, kind, tags, source, importance, created, emb in rows:
+        row = base.row(n)
+        assert (agent, user, room, kind, content, tags) == row[2:8]
+        assert kind in KINDS
+        assert source == row[8]["source"]
+        assert importance == pytest.approx(row[9], abs=1e-6)
+        assert created == row[10]
+        # Nine significant digits in the file: the stored float32 vector is bit-identical.
+        stored = emb.to_numpy() if hasattr(emb, "to_numpy") else np.asarray(emb)
+        assert np.array_equal(stored.astype(np.float32), base.vectors[n])
+
+
+def test_write_slices_are_disjoint_and_split_evenly() -> None:
+    for cfg in (RunConfig.for_size(10_000, quick=True), RunConfig.for_size(100_000)):
+        single = range(*single_insert_slice(cfg))
+        seen: set[int] = set()
+        for threads, start, stop in concurrent_slices(cfg):
+            rows = range(start, stop)
+            assert len(rows) > 0 and len(rows) % threads == 0
+            assert seen.isdisjoint(rows) and not set(rows) & set(single)
+            seen.update(rows)
+            # Inside the executemany part of the extra rows, after the COPY part.
+            assert cfg.copy_indexed_rows <= start and stop <= cfg.copy_indexed_rows + (
+                cfg.executemany_rows
+            )
+        assert single.stop <= cfg.extra_rows
+
+
+def test_fresh_ids_are_unique_version_7_and_ordered() -> None:
+    ids = fresh_ids(3000)
+    assert len(set(ids)) == 3000
+    assert all(u.version == 7 for u in ids)
+    stamps = [u.int >> 80 for u in ids]
+    assert stamps == sorted(stamps)
+
+
+def test_run_writers_collects_every_sample_and_reraises() -> None:
+    started: list[float] = []
+    lock = threading.Lock()
+
+    def worker(count: int) -> list[float]:
+        with lock:
+            started.append(time.perf_counter())
+        return [0.001] * count
+
+    seconds, samples = run_writers([lambda: worker(3), lambda: worker(5)])
+    assert len(samples) == 8 and seconds >= 0 and len(started) == 2
+
+    def broken() -> list[float]:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_writers([lambda: worker(1), broken])
+
+
+def _ctx(measurements: list[Measurement]) -> Context:
+    server: Any = None  # best_raw_plan only reads recorded measurements
+    return Context(RunConfig(n=10), server, "engramdb", measurements, {}, 0.0)
+
+
+def _search(name: str, p50: float, recall: float) -> Measurement:
+    return Measurement(name, "latency", {"p50_ms": p50, "recall": recall})
+
+
+def test_best_raw_plan_is_the_fastest_accurate_one(workload: Workload) -> None:
+    qs = next(q for q in workload.query_sets if q.column == "agent_id")
+    runs = [
+        _search(f"raw.search.{qs.name}.hnsw", 0.1, 0.40),  # fastest, wrong rows
+        _search(f"raw.search.{qs.name}.hnsw_iter", 3.0, 0.995),
+        _search(f"raw.search.{qs.name}.exact", 2.0, 1.0),
+        _search(f"raw.search.{qs.name}.planner", 2.5, 1.0),
+    ]
+    best, why = best_raw_plan(_ctx(runs), qs)
+    assert best is not None and best.name.endswith(".exact") and "fastest" in why
+
+    # No plan reaches the scoped target (0.99): compare with the most accurate one.
+    runs = [
+        _search(f"raw.search.{qs.name}.hnsw", 0.1, 0.40),
+        _search(f"raw.search.{qs.name}.hnsw_iter", 3.0, 0.97),
+    ]
+    best, why = best_raw_plan(_ctx(runs), qs)
+    assert best is not None and best.name.endswith(".hnsw_iter") and "most accurate" in why
+
+
+def test_unfiltered_target_is_lower_and_only_unfiltered_plans_count(workload: Workload) -> None:
+    qs = workload.query_set("unfiltered")
+    runs = [
+        _search("raw.search.unfiltered.hnsw", 0.3, 0.985),  # meets 0.98, not 0.99
+        _search("raw.search.unfiltered.exact", 4.0, 1.0),
+        _search("raw.search.unfiltered.planner", 0.01, 1.0),  # not an unfiltered plan
+    ]
+    best, _ = best_raw_plan(_ctx(runs), qs)
+    assert best is not None and best.name == "raw.search.unfiltered.hnsw"
+    assert best_raw_plan(_ctx([]), qs)[0] is None
