@@ -6,6 +6,7 @@ same data directory share one server: the first starts it, the last to leave sto
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import threading
@@ -73,6 +74,24 @@ class EmbeddedPostgres:
         """Drop one reference; the wheel stops the server when the last process leaves."""
         with _lock:
             self._refs = max(0, self._refs - 1)
+
+    def leave(self) -> None:
+        """This process is done with the server: run the wheel's exit handling now, which stops
+        the server when no other process uses it.
+
+        The wheel does this at interpreter exit, but uvicorn's workers (and a server stopped by
+        SIGTERM) end by re-raising the signal, so their exit handlers never run and the server
+        would outlive them.
+        """
+        with _lock:
+            server, self._server, self._refs = self._server, None, 0
+        if server is not None:
+            # The wheel's own atexit handler; safe to call twice (the second call finds this
+            # process already gone from its list and does nothing).
+            atexit.unregister(server._cleanup)
+            server._cleanup()
+            # A later start() in this process must register it again, not reuse this handle.
+            type(server)._instances.pop(server.pgdata, None)
 
     def admin_url(self) -> str:
         if self._server is None:

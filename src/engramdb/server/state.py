@@ -106,3 +106,8 @@ class ServerState:
         self.usage.close()
         if self.owns_engram:
             self.engram.close()
+            if self.settings.database_url is None:
+                from ..embedded import EmbeddedPostgres
+
+                # Workers never run exit handlers (see EmbeddedPostgres.leave): leave now.
+                EmbeddedPostgres.shared(self.settings.data_dir).leave()

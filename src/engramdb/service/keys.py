@@ -6,8 +6,9 @@ import base64
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..errors import (
     AuthenticationError,
@@ -35,6 +36,8 @@ __all__ = [
 KEY_PREFIX = "edb_"
 _PREFIX_CHARS = 8
 _NAME_MAX = 200
+#: What PATCH /v1/keys/{key} may change; scopes and organization never change (make a new key).
+_CHANGEABLE = ("name", "enabled", "rate_limit", "monthly_quota", "expires_at")
 
 
 def hash_secret(secret: str) -> str:
@@ -201,6 +204,52 @@ class ApiKeys:
         key = self.find(org, id_or_prefix)
         return self._store.revoke_api_key(org, key.id, actor=actor)
 
+    def update(
+        self,
+        org: str,
+        id_or_prefix: str,
+        changes: Mapping[str, Any],
+        *,
+        actor: str | None = None,
+    ) -> ApiKey:
+        """Rename, disable or re-enable a key, or change its limits (``None``: unlimited) or
+        expiry (``None``: never); the key's next request sees the change. Revoked keys stay
+        revoked (Conflict)."""
+        unknown = set(changes) - set(_CHANGEABLE)
+        if unknown:
+            raise InvalidInput(
+                f"only {list(_CHANGEABLE)} of a key can change",
+                details={"unknown": sorted(unknown)},
+            )
+        clean: dict[str, Any] = {}
+        if "name" in changes:
+            name = changes["name"]
+            if not isinstance(name, str) or not name.strip() or len(name.strip()) > _NAME_MAX:
+                raise InvalidInput(f"a key needs a name of 1 to {_NAME_MAX} characters")
+            clean["name"] = name.strip()
+        if "enabled" in changes:
+            if not isinstance(changes["enabled"], bool):
+                raise InvalidInput("enabled must be true or false")
+            clean["enabled"] = changes["enabled"]
+        for what in ("rate_limit", "monthly_quota"):
+            if what in changes:
+                value = changes[what]
+                if value is not None and (not isinstance(value, int) or value < 1):
+                    raise InvalidInput(f"{what} must be at least 1, or null for unlimited")
+                clean[what] = value
+        if "expires_at" in changes:
+            expires_at = changes["expires_at"]
+            if expires_at is not None:
+                if not isinstance(expires_at, datetime):
+                    raise InvalidInput("expires_at must be a date and time, or null for never")
+                if expires_at.tzinfo is None:
+                    expires_at = expires_at.replace(tzinfo=UTC)
+                if expires_at <= utcnow():
+                    raise InvalidInput("expires_at must be in the future")
+            clean["expires_at"] = expires_at
+        key = self.find(org, id_or_prefix)
+        return self._store.update_api_key(org, key.id, clean, actor=actor)
+
     def lookup(self, secret: str) -> ApiKeyUse:
         """The key a secret belongs to, with this request counted in its windows; unknown
         secrets raise AuthenticationError. Call :meth:`check` on the result."""
@@ -214,8 +263,10 @@ class ApiKeys:
         (RateLimited, with ``retry_after``) or the monthly quota (QuotaExceeded)."""
         key = use.key
         now = now or utcnow()
-        if key.revoked_at is not None or not key.enabled:
+        if key.revoked_at is not None:
             raise AuthenticationError("this API key was revoked", details={"key": key.prefix})
+        if not key.enabled:
+            raise AuthenticationError("this API key is disabled", details={"key": key.prefix})
         if key.expires_at is not None and key.expires_at <= now:
             raise AuthenticationError("this API key has expired", details={"key": key.prefix})
         if key.rate_limit is not None and use.minute_count > key.rate_limit:

@@ -130,8 +130,10 @@ def usage_totals(
     since: datetime | None = None,
     months: int | None = None,
     api_key_id: uuid.UUID | None = None,
+    subject: str | None = None,
 ) -> list[UsageTotal]:
-    """Per month and key totals of an organization (``months`` back from the current one)."""
+    """Per month and key totals of an organization (``months`` back from the current one),
+    optionally of one key or one JWT subject."""
     if months is not None:
         if not 1 <= months <= 120:
             raise InvalidInput("months must be between 1 and 120")
@@ -143,4 +145,4 @@ def usage_totals(
         start = now.replace(year=year, month=month, day=1, hour=0, minute=0, second=0,
                             microsecond=0)  # fmt: skip
         since = start if since is None else max(since, start)
-    return store.usage_totals(org, since=since, api_key_id=api_key_id)
+    return store.usage_totals(org, since=since, api_key_id=api_key_id, subject=subject)

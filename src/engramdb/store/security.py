@@ -60,6 +60,13 @@ class SecurityStore(Protocol):
 
     def revoke_api_key(self, org: str, key_id: uuid.UUID, *, actor: str | None) -> ApiKey: ...
 
+    def update_api_key(
+        self, org: str, key_id: uuid.UUID, changes: Mapping[str, Any], *, actor: str | None
+    ) -> ApiKey:
+        """Change a live key's name, enabled flag, limits or expiry; a revoked key is a
+        Conflict (revocation is final)."""
+        ...
+
     def use_api_key(self, key_hash: str) -> ApiKeyUse | None:
         """Find a key by hash across organizations and, when it is usable, count this request
         in its minute and month windows (atomically, so every server process shares them)."""
@@ -74,9 +81,15 @@ class SecurityStore(Protocol):
     def insert_usage_events(self, events: Sequence[UsageEvent]) -> None: ...
 
     def usage_totals(
-        self, org: str, *, since: datetime | None, api_key_id: uuid.UUID | None
+        self,
+        org: str,
+        *,
+        since: datetime | None,
+        api_key_id: uuid.UUID | None,
+        subject: str | None = None,
     ) -> list[UsageTotal]:
-        """Totals per month and key (or JWT subject), newest month first."""
+        """Totals per month and key (or JWT subject), newest month first; ``api_key_id`` and
+        ``subject`` narrow it to one caller."""
         ...
 
     def insert_audit(self, entries: Sequence[AuditEntry]) -> None: ...
@@ -112,6 +125,7 @@ class SecurityUnsupported:
     list_api_keys = _unsupported
     find_api_keys = _unsupported
     revoke_api_key = _unsupported
+    update_api_key = _unsupported
     use_api_key = _unsupported
     prune_api_key_counters = _unsupported
     insert_usage_events = _unsupported

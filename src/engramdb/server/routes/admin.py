@@ -34,15 +34,18 @@ def usage(
     organization_id: str | None = None,
 ) -> Any:
     state = state_of(request)
+    subject = None
     if "admin" in principal.scopes:
         org = _target(principal, organization_id)
     else:
-        # Without admin, a key sees its own usage only.
+        # Without admin, a caller sees its own usage only: its key's, or its JWT subject's.
         org, api_key_id = principal.organization, principal.key_id
+        subject = principal.subject if principal.key_id is None else None
     state.usage.flush()  # what this process has queued is part of the answer
     totals = usage_totals(
-        state.engram.engine.store, org, since=since, months=months, api_key_id=api_key_id
-    )
+        state.engram.engine.store, org, since=since, months=months, api_key_id=api_key_id,
+        subject=subject,
+    )  # fmt: skip
     return UsageReport(organization_id=org, totals=totals)
 
 

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from ...errors import PermissionDenied
+from ...errors import InvalidInput, PermissionDenied
 from ...models.security import ApiKey
 from ...service.organizations import check_organization_id
 from ..auth import require, state_of
 from ..context import Principal
-from ..schemas import ApiKeyCreate, ApiKeyCreated, KeyPage
+from ..schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPatch, KeyPage
 from .common import ERRORS, audit
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=ERRORS)
@@ -63,6 +63,27 @@ def get_key(
     request: Request, key: str, principal: Admin, organization_id: str | None = None
 ) -> Any:
     return state_of(request).keys.find(_target(principal, organization_id), key)
+
+
+@router.patch(
+    "/{key}", response_model=ApiKey,
+    summary="Rename, disable or re-enable a key, or change its limits or expiry",
+)  # fmt: skip
+def update_key(
+    request: Request,
+    key: str,
+    body: ApiKeyPatch,
+    principal: Admin,
+    organization_id: str | None = None,
+) -> Any:
+    org = _target(principal, organization_id)
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("name", "") is None or changes.get("enabled", False) is None:
+        raise InvalidInput("name and enabled cannot be null")
+    updated = state_of(request).keys.update(org, key, changes, actor=principal.actor)
+    audit(request, principal, "update", "api_key", str(updated.id), before={"id": str(updated.id)},
+          after={"id": str(updated.id), "changed": sorted(changes)}, organization=org)  # fmt: skip
+    return updated
 
 
 @router.delete(

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ...errors import InvalidInput, NotFound
+from ...errors import Conflict, InvalidInput, NotFound
 from ...models.security import (
     ApiKey,
     ApiKeyUse,
@@ -29,6 +29,7 @@ _KEY_FIELDS = (
     "enabled", "expires_at", "last_used_at", "revoked_at", "created_at", "created_by_id",
 )  # fmt: skip
 _KEY_COLS = sql.SQL(", ").join(map(sql.Identifier, _KEY_FIELDS))
+_KEY_CHANGEABLE = ("name", "enabled", "rate_limit", "monthly_quota", "expires_at")
 _ORG_COLS = "id, name, metadata, created_at, updated_at, deleted_at"
 _AUDIT_FIELDS = (
     "organization_id", "id", "actor_type", "actor_id", "action", "resource_type", "resource_id",
@@ -195,6 +196,35 @@ class SecurityMixin:
             raise NotFound(f"API key {key_id} not found", details={"id": str(key_id)})
         return _key(row)
 
+    def update_api_key(
+        self, org: str, key_id: uuid.UUID, changes: Mapping[str, Any], *, actor: str | None
+    ) -> ApiKey:
+        sets: list[sql.Composable] = [sql.SQL("updated_at = now(), last_updated_by_id = %s")]
+        params: list[Any] = [actor]
+        for name in _KEY_CHANGEABLE:
+            if name in changes:
+                sets.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+                params.append(changes[name])
+        with self._tx(org) as cur:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE api_keys SET {} WHERE organization_id = %s AND id = %s "
+                    "AND revoked_at IS NULL RETURNING {}"
+                ).format(sql.SQL(", ").join(sets), _KEY_COLS),
+                [*params, org, key_id],
+            )
+            row = cur.fetchone()
+            if row is not None:
+                return _key(row)
+            cur.execute("SELECT 1 FROM api_keys WHERE organization_id = %s AND id = %s",
+                        (org, key_id))  # fmt: skip
+            if cur.fetchone() is None:
+                raise NotFound(f"API key {key_id} not found", details={"id": str(key_id)})
+        raise Conflict(
+            f"API key {key_id} is revoked: revocation is final, create a new key",
+            details={"id": str(key_id)},
+        )
+
     def use_api_key(self, key_hash: str) -> ApiKeyUse | None:
         with self._tx(None) as cur:
             cur.execute("SELECT * FROM engramdb_use_api_key(%s)", (key_hash,))
@@ -235,7 +265,12 @@ class SecurityMixin:
                 cur.execute(statement, [[getattr(e, f) for e in batch] for f in _USAGE_FIELDS])
 
     def usage_totals(
-        self, org: str, *, since: datetime | None, api_key_id: uuid.UUID | None
+        self,
+        org: str,
+        *,
+        since: datetime | None,
+        api_key_id: uuid.UUID | None,
+        subject: str | None = None,
     ) -> list[UsageTotal]:
         where: list[sql.Composable] = [sql.SQL("organization_id = %s")]
         params: list[Any] = [org]
@@ -245,6 +280,9 @@ class SecurityMixin:
         if api_key_id is not None:
             where.append(sql.SQL("api_key_id = %s"))
             params.append(api_key_id)
+        if subject is not None:
+            where.append(sql.SQL("subject = %s"))
+            params.append(subject)
         with self._tx(org) as cur:
             cur.execute(
                 sql.SQL(
