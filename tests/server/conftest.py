@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from psycopg.rows import dict_row
 
 from engramdb.server import create_app
 
@@ -55,3 +57,22 @@ def make_key(app: FastAPI) -> MakeKey:
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
+    """The response is the one error shape with this status and code; returns the error."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    assert "Traceback" not in resp.text and 'File "' not in resp.text
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+def owner_rows(pg_url: str, query: str, *params: Any) -> list[dict[str, Any]]:
+    """Rows of ``query`` run as the database owner (who sees every tenant)."""
+    with psycopg.connect(pg_url, row_factory=dict_row) as conn:
+        return conn.execute(query, params).fetchall()
