@@ -357,7 +357,7 @@ def test_filters(db: Engram) -> None:
     [
         {"nope": 1},
         {"importance": {"$regex": "x"}},
-        {"importance": "high"},
+        {"importance": "very high"},  # level names (low … critical) are accepted
         {"tags": {"$gt": "a"}},
         {"metadata.a b": 1},
         {"metadata": {"x": 1}},

@@ -4,7 +4,7 @@ A filter is written as a dict, Mongo-style, and parsed into :class:`Cond` / :cla
 :class:`Or` / :class:`Not` nodes::
 
     {"kind": "episodic",                              # equality
-     "importance": {"$gte": 0.75},                    # comparison
+     "importance": {"$gte": 0.75},                    # comparison (or {"$gte": "high"})
      "tags": {"$any": ["travel", "food"]},            # tags: $any / $all / $none
      "metadata.source": "chat",                       # a path into metadata (or data.*)
      "metadata": {"$contains": {"lang": "en"}},       # containment
@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .errors import InvalidFilter
+from .models.common import IMPORTANCE_LEVELS
 
 __all__ = [
     "And",
@@ -259,6 +260,9 @@ def _scalar(key: str, kind: str, value: Any) -> Any:
         except ValueError:
             raise bad from None
     if kind == "number":
+        if key == "importance" and isinstance(value, str) and value.lower() in IMPORTANCE_LEVELS:
+            # The seeds' levels (low/medium/high/critical) name points on the 0-1 scale.
+            return IMPORTANCE_LEVELS[value.lower()]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad
         return value

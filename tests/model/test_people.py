@@ -165,3 +165,27 @@ def test_async_face(db: Engram) -> None:
             await adb.users.get("nobody")
 
     asyncio.run(run())
+
+
+def test_retention_from_agent_config(db: Engram) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    db.agents.set_config("bot", retention_days=30)
+    old = db.memories.add("an old note", agent_id="bot", created_at=now - timedelta(days=40))
+    kept = db.memories.add("a pinned note", agent_id="bot", created_at=now - timedelta(days=40),
+                           expires_at=now + timedelta(days=365))  # fmt: skip
+    fresh = db.memories.add("a fresh note", agent_id="bot")
+    other = db.memories.add("another agent's old note", agent_id="other",
+                            created_at=now - timedelta(days=40))  # fmt: skip
+    assert old.expires_at is not None and old.expires_at < now
+    assert fresh.expires_at is not None
+    assert timedelta(days=29, hours=23) < fresh.expires_at - now < timedelta(days=30, minutes=5)
+    assert other.expires_at is None
+    live = {m.id for m in db.memories.list().items}
+    assert live == {kept.id, fresh.id, other.id}
+    assert old.id in {m.id for m in db.memories.list(include_expired=True).items}
+    [message] = db.messages.add_many([{"role": "user", "text": "hello from long ago",
+                                       "agent_id": "bot", "created_at": now - timedelta(days=40)}])  # fmt: skip
+    assert db.messages.search("long ago", agent_id="bot", mode="text") == []
+    assert db.messages.get(message.id).text == "hello from long ago"  # the message itself stays

@@ -60,7 +60,10 @@ class AgentMemoryConfig(Model):
     """How one agent's memories are searched and kept; ``None`` means the engine's default.
 
     Search uses the weights, ``top_k`` and ``threshold`` and add uses ``dedup_threshold`` whenever
-    the caller does not pass them; blocks use ``block_char_limit`` and ``max_blocks``.
+    the caller does not pass them; a memory written without ``expires_at`` expires
+    ``retention_days`` after it was created; blocks use ``block_char_limit`` and ``max_blocks``.
+    ``embedding_model`` records which model the agent's vectors come from (engramdb embeds with
+    its configured embedder).
     """
 
     organization_id: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -175,7 +175,7 @@ class Memories:
             "valid_from": valid_from, "valid_to": valid_to, "expires_at": expires_at,
             "created_at": created_at,
         }  # fmt: skip
-        prepared = self._prepare(item)
+        [prepared] = self._retain([self._prepare(item)])
         if dedup_threshold is not None and not 0.0 <= dedup_threshold <= 1.0:
             raise InvalidInput("dedup_threshold must be between 0 and 1")
         vector = self._vectors([prepared])[0]
@@ -203,6 +203,22 @@ class Memories:
 
         cfg = load_agent_config(self._engine, self._org, agent_id)
         return None if cfg is None else getattr(cfg, name)
+
+    def _retain(self, items: builtins.list[MemoryInput]) -> builtins.list[MemoryInput]:
+        """Give memories without an expiry the one their agent's ``retention_days`` implies."""
+        days: dict[str, Any] = {}
+        out = []
+        for item in items:
+            if item.agent_id is not None and item.expires_at is None:
+                if item.agent_id not in days:
+                    days[item.agent_id] = self._config_value(item.agent_id, "retention_days")
+                if days[item.agent_id] is not None:
+                    start = item.created_at or utcnow()
+                    item = item.model_copy(
+                        update={"expires_at": start + timedelta(days=days[item.agent_id])}
+                    )
+            out.append(item)
+        return out
 
     def supersede(self, old_id: uuid.UUID | str, content: str, **fields: Any) -> Memory:
         """Replace a fact with a new version: the old one's ``valid_to`` is closed where the new
@@ -248,7 +264,7 @@ class Memories:
         Items are dicts with the keyword arguments of :meth:`add` (``content`` required). Vectors
         missing from items are computed in batches. Returns the memories in input order.
         """
-        prepared = [self._prepare(item, i) for i, item in enumerate(items)]
+        prepared = self._retain([self._prepare(item, i) for i, item in enumerate(items)])
         if len(prepared) > self._limits.max_batch:
             raise LimitExceeded(
                 f"a batch holds at most {self._limits.max_batch} items; got {len(prepared)}",
