@@ -389,42 +389,12 @@ class SQLiteStore(SecurityUnsupported, SQLiteResources):
 
     def search_memories(self, org: str, spec: SearchSpec) -> list[RawHit]:
         now = utcnow()
-        ranking = None
-        query_vec = None
-        if spec.embedding is not None:
-            query_vec = np.ascontiguousarray(spec.embedding, dtype=np.float32)
-            key = (org, spec.embedding_model or "", int(query_vec.shape[0]))
-            # Lock order: the cache, then a connection (the :memory: connection is shared).
-            with self._vectors.lock:
-                with self.db.read() as conn:
-                    self._vectors.sync(conn, org)
-                ranking = self._vectors.rank(key, query_vec, spec.metric)
-        fts = fts_query(spec.text) if spec.text else None
         dist: dict[int, float] = {}
+        if spec.embedding is not None:
+            dist = self._nearest(org, spec, now)
+        fts = fts_query(spec.text) if spec.text else None
         ranks: dict[int, float] = {}
         with self.db.read() as conn:
-            if ranking is not None and query_vec is not None:
-                where, params = compile_query(org, spec.query, now)
-                where += " AND m.embedding_dim = ? AND m.embedding_model = ?"
-                params += [int(query_vec.shape[0]), spec.embedding_model]
-
-                def check(seqs: list[int]) -> set[int]:
-                    return {
-                        r[0]
-                        for r in conn.execute(
-                            f"SELECT m.seq FROM memories m WHERE m.seq IN "
-                            f"(SELECT value FROM json_each(?)) AND {where}",
-                            [_json_ids(seqs), *params],
-                        )
-                    }
-
-                def filtered() -> set[int]:
-                    return {
-                        r[0]
-                        for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)
-                    }
-
-                dist = dict(ranking.top(spec.limit, check, filtered))
             if fts is not None:
                 where, params = compile_query(org, spec.query, now)
                 ranks = {
@@ -440,10 +410,12 @@ class SQLiteStore(SecurityUnsupported, SQLiteResources):
             found = sorted(set(dist) | set(ranks))
             if not found:
                 return []
+            # The query's conditions again: a vector hit changed since it was found is dropped.
+            where, params = compile_query(org, spec.query, now)
             rows = conn.execute(
                 f"SELECT {memory_columns()}, m.seq FROM memories m "
-                "WHERE m.organization_id = ? AND m.seq IN (SELECT value FROM json_each(?))",
-                (org, _json_ids(found)),
+                f"WHERE m.seq IN (SELECT value FROM json_each(?)) AND {where}",
+                [_json_ids(found), *params],
             ).fetchall()
         return [
             RawHit(
@@ -451,3 +423,52 @@ class SQLiteStore(SecurityUnsupported, SQLiteResources):
             )
             for r in rows
         ]
+
+    def _nearest(self, org: str, spec: SearchSpec, now: datetime) -> dict[int, float]:
+        """seq -> distance of the exact nearest vectors that pass the query's conditions."""
+        assert spec.embedding is not None
+        query_vec = np.ascontiguousarray(spec.embedding, dtype=np.float32)
+        dim = int(query_vec.shape[0])
+        where, params = compile_query(org, spec.query, now)
+        where += " AND m.embedding_dim = ? AND m.embedding_model = ?"
+        params += [dim, spec.embedding_model]
+        # Lock order: the cache, then a connection (the :memory: connection is shared). The
+        # filter is checked in the very snapshot the cache was brought up to.
+        with self._vectors.lock, self.db.read() as conn:
+            self._vectors.sync(conn, org)
+
+            def check(seqs: list[int]) -> set[int]:
+                return {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT m.seq FROM memories m WHERE m.seq IN "
+                        f"(SELECT value FROM json_each(?)) AND {where}",
+                        [_json_ids(seqs), *params],
+                    )
+                }
+
+            def filtered() -> set[int]:
+                return {
+                    r[0]
+                    for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {where}", params)
+                }
+
+            def probe(cap: int) -> list[int] | None:
+                seqs = [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT m.seq FROM memories m WHERE {where} LIMIT ?", [*params, cap + 1]
+                    )
+                ]
+                return None if len(seqs) > cap else seqs
+
+            nearest = self._vectors.nearest(
+                (org, spec.embedding_model or "", dim),
+                query_vec,
+                spec.metric,
+                spec.limit,
+                probe=None if spec.query.filter is None else probe,
+                check=check,
+                filtered=filtered,
+            )
+        return dict(nearest)

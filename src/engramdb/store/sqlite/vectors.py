@@ -27,6 +27,9 @@ __all__ = ["VectorCache", "distances"]
 
 F32 = npt.NDArray[np.float32]
 _CHANGES_KEPT = 10_000  # change-log entries kept; a cache older than that reloads in full
+#: A filter that matches at most this many rows is searched over those rows alone: gathering
+#: them costs less than scanning every vector (a full scan of 100k x 384 takes ~15 ms).
+PROBE_ROWS = 2_048
 
 Key = tuple[str, str, int]  # organization, embedding model, dimensions
 _COLS = "seq, organization_id, embedding_model, embedding_dim, embedding"
@@ -203,19 +206,47 @@ class VectorCache:
                 )
             )
 
-    def rank(self, key: Key, query: F32, metric: str) -> Ranking | None:
-        """Distances from ``query`` to every vector of the partition; called with :attr:`lock`.
+    def nearest(
+        self,
+        key: Key,
+        query: F32,
+        metric: str,
+        limit: int,
+        *,
+        probe: Callable[[int], list[int] | None] | None,
+        check: Callable[[list[int]], set[int]],
+        filtered: Callable[[], set[int]],
+    ) -> list[tuple[int, float]]:
+        """The ``limit`` nearest vectors of the partition that pass the filter, exactly, as
+        (seq, distance); called with :attr:`lock` held, inside the transaction of the last
+        :meth:`sync` (so the filter callbacks see the rows the cache holds).
 
-        The arrays handed out stay valid after the lock is released: rows are only ever
-        appended, and growth or compaction allocates new arrays.
+        ``probe(cap)`` returns the seqs that pass the filter, or ``None`` when more than ``cap``
+        do: a selective filter is then searched over its own rows only, like PostgreSQL's exact
+        plan, instead of scanning the whole partition. ``None`` for no probe (no filter).
         """
         part = self._parts.get(key)
         if part is None or part.n == part.dead:
-            return None
+            return []
+        if probe is not None:
+            seqs = probe(PROBE_ROWS)
+            if seqs is not None:
+                where = part.where
+                idx = np.fromiter((where[s] for s in seqs if s in where), dtype=np.intp, count=-1)
+                sub = Ranking(
+                    distances(part.vectors[idx], part.norms[idx], query, metric),
+                    part.seqs[idx],
+                    part.vectors[idx],
+                    query,
+                    metric,
+                    len(idx),
+                )
+                return sub.top(limit, lambda batch: set(batch), set)
         n = part.n
         dist = distances(part.vectors[:n], part.norms[:n], query, metric)
         dist[~part.alive[:n]] = np.inf
-        return Ranking(dist, part.seqs[:n].copy(), part.vectors[:n], query, metric, n - part.dead)
+        ranking = Ranking(dist, part.seqs[:n], part.vectors[:n], query, metric, n - part.dead)
+        return ranking.top(limit, check, filtered)
 
 
 @dataclass
