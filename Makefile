@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The HTTP server on the embedded PostgreSQL; the first start prints an admin API key.
 run: $(STAMP)
-	$(BIN)/engramdb demo
+	$(BIN)/engramdb serve
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
