@@ -141,6 +141,13 @@ def _answer(route: Route, result: Any) -> Any:
     return result
 
 
+#: The audit log names resources in the singular, as the other routes do.
+_SINGULAR = {"memories": "memory", "agents": "agent", "rooms": "room", "messages": "message",
+             "blocks": "block", "tools": "tool", "goals": "goal", "relationships": "relationship",
+             "decisions": "decision", "sessions": "session", "workflows": "workflow",
+             "logs": "log"}  # fmt: skip
+
+
 def _run(
     request: Request,
     principal: Principal,
@@ -157,7 +164,8 @@ def _run(
     result = _call(fn, {**path, **given})
     if route.writes:
         ident = next(iter(path.values()), None) or getattr(result, "id", None)
-        audit(request, principal, route.method, resource, None if ident is None else str(ident),
+        noun = _SINGULAR.get(resource, resource)
+        audit(request, principal, route.method, noun, None if ident is None else str(ident),
               after={"path": path})  # fmt: skip
     return _answer(route, result)
 
