@@ -54,6 +54,10 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
 
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
 def _router(attr: str, singular: str, model: type[BaseModel] | None) -> APIRouter:
     router = APIRouter(prefix=f"/v1/{attr}", tags=[attr], responses=ERRORS)
     one: Any = model or dict[str, Any]
@@ -64,7 +68,7 @@ def _router(attr: str, singular: str, model: type[BaseModel] | None) -> APIRoute
 
     @router.post(
         "", status_code=status.HTTP_201_CREATED, response_model=one,
-        summary=f"Create a {singular} (or update it: ids are the caller's own)",
+        summary=f"Create {_a(singular)} (or update it: ids are the caller's own)",
         name=f"create_{singular}",
     )  # fmt: skip
     def create(request: Request, principal: Writer, body: JsonObject) -> Any:
@@ -98,7 +102,10 @@ def _router(attr: str, singular: str, model: type[BaseModel] | None) -> APIRoute
         return service(request, principal).get(item_id, include_deleted=include_deleted)
 
     @router.patch(
-        "/{item_id}", response_model=one, summary=f"Change a {singular}", name=f"update_{singular}"
+        "/{item_id}",
+        response_model=one,
+        summary=f"Change {_a(singular)}",
+        name=f"update_{singular}",
     )
     def update(request: Request, item_id: str, principal: Writer, body: JsonObject) -> Any:
         updated = _call(service(request, principal).update, item_id, **body)
@@ -108,7 +115,7 @@ def _router(attr: str, singular: str, model: type[BaseModel] | None) -> APIRoute
 
     @router.delete(
         "/{item_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, response_model=None,
-        summary=f"Soft delete a {singular}; ?purge=true deletes it and what belongs to it",
+        summary=f"Soft delete {_a(singular)}; ?purge=true deletes it and what belongs to it",
         name=f"delete_{singular}",
     )  # fmt: skip
     def delete(request: Request, item_id: str, principal: Writer, purge: bool = False) -> Any:

@@ -53,7 +53,10 @@ def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/info", response_model=Info, tags=["system"], responses=ERRORS)
+@router.get(
+    "/v1/info", response_model=Info, tags=["system"], responses=ERRORS,
+    summary="What this server is (version, embedder, limits) and who the caller is",
+)  # fmt: skip
 def info(request: Request, principal: Annotated[Principal, Depends(require("read"))]) -> Any:
     from ... import __version__
 
