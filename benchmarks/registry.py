@@ -26,6 +26,7 @@ SUITE_MODULES: tuple[str, ...] = (
     "benchmarks.baseline",
     "benchmarks.engramdb_bench",
     "benchmarks.sqlite_bench",
+    "benchmarks.http_bench",
 )
 
 Kind = Literal["throughput", "latency", "duration"]

@@ -1,0 +1,270 @@
+"""engramdb over HTTP against the in-process library, in the same run, on the same data.
+
+Registered as suite ``http``; run ``python -m benchmarks --quick --only http``.
+
+Setup (untimed): a fresh database gets ``min(n, PRELOAD_MAX)`` workload memories through the
+library's ``add_many``; then ``engramdb serve`` starts in its own process (one worker, on this
+database, as the row-level-security application role, metering usage and writing the audit
+log as in production) and an unlimited API key is made for the clients.
+
+Measured, for C concurrent clients (C in ``CLIENTS``), each a thread with its own connection:
+
+- ``http.inprocess.add.c<C>`` / ``http.add.c<C>``: ``db.memories.add(...)`` of workload rows
+  not yet stored, vector given (no model runs), each a durable commit. In process, the C
+  threads share one ``engramdb.connect()`` (its pool); over HTTP each thread has its own
+  ``engramdb.connect("http://…", api_key=…)`` (an httpx client, keep-alive), so a request is
+  JSON in, validation, authentication (key lookup and rate-limit count in PostgreSQL), the
+  write, an audit row, and JSON out.
+- ``http.inprocess.search.c<C>`` / ``http.search.c<C>``: top-k vector searches
+  (``mode="vector"``, the query vector given) of the unfiltered query set.
+
+Each figure is a throughput measurement (requests/s over the whole run; p50/p95/p99 latency of
+the individual requests in its metrics) plus a ``.latency`` measurement with the same samples
+for the latency table. HTTP figures name the in-process figure with the same C as their
+baseline, so the ratio column is the cost of the network layer. Client threads, the server and
+PostgreSQL share the machine's cores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+import engramdb
+from engramdb import Settings, connect
+from engramdb.embeddings.hashing import HashEmbedder
+from engramdb.service.keys import ApiKeys
+from engramdb.store import open_store
+
+from .measure import LatencyStats, Timer
+from .registry import Context, bench
+from .workload import COLUMNS, Memories
+
+#: Concurrent clients.
+CLIENTS = (1, 4, 8)
+#: Rows loaded before measuring (searches need a realistic table, not the whole workload).
+PRELOAD_MAX = 20_000
+PRELOAD_BATCH = 2_000
+#: Requests per (operation, transport, concurrency), split evenly between the clients.
+ADD_REQUESTS = {True: 240, False: 800}  # by config.quick
+SEARCH_REQUESTS = {True: 480, False: 2_000}
+#: Untimed requests per client before each timed run (connections, caches, plans).
+WARMUP = 5
+#: Server processes of ``engramdb serve`` (the machine's cores are shared with the clients).
+WORKERS = 1
+
+
+def _item(m: Memories, i: int) -> dict[str, Any]:
+    r = dict(zip(COLUMNS, m.row(i), strict=True))
+    return {
+        "content": r["content"],
+        "agent_id": r["agent_id"],
+        "user_id": r["user_id"],
+        "room_id": r["room_id"],
+        "kind": r["kind"],
+        "tags": r["tags"],
+        "metadata": r["metadata"],
+        "importance": r["importance"],
+        "embedding": r["embedding"],
+        "is_unique": False,  # every row is stored, as in the other suites
+    }
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _serve(uri: str, dim: int, log: Callable[[str], None]) -> Iterator[str]:
+    """``engramdb serve`` on ``uri`` in a subprocess; yields its base URL."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ENGRAMDB_DATABASE_URL": uri,
+        "ENGRAMDB_EMBEDDER": "hash",
+        "ENGRAMDB_EMBEDDING_DIMENSIONS": str(dim),
+        "ENGRAMDB_POOL_MAX_SIZE": str(max(CLIENTS) + 2),
+    }
+    cmd = [sys.executable, "-m", "engramdb.cli.main", "serve", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(WORKERS), "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read() if proc.stderr else ""
+                raise RuntimeError(f"engramdb serve exited with {proc.returncode}: {err[-2000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("engramdb serve did not become ready in 120 s")
+            time.sleep(0.2)
+        log(f"engramdb serve ({WORKERS} worker) ready at {url}")
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def _drive(
+    clients: int,
+    requests: int,
+    open_client: Callable[[int], Any],
+    close_client: Callable[[Any], None],
+    op: Callable[[Any, int], None],
+) -> tuple[float, list[float]]:
+    """Run ``op(client, i)`` for ``i`` in ``range(requests)``, split between ``clients``
+    threads (each opens its client and warms up before the clock starts); returns the wall
+    time from the common start to the last finish, and every request's latency."""
+    per = requests // clients
+    ready = threading.Barrier(clients + 1)
+    samples: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[BaseException] = []
+
+    def worker(c: int) -> None:
+        client = None
+        try:
+            client = open_client(c)
+            for j in range(WARMUP):
+                op(client, c * per + j % per)
+        except BaseException as exc:
+            errors.append(exc)
+        ready.wait()
+        try:
+            if client is None:
+                return
+            mine = samples[c]
+            for j in range(per):
+                t0 = time.perf_counter()
+                op(client, c * per + j)
+                mine.append(time.perf_counter() - t0)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if client is not None:
+                close_client(client)
+
+    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in range(clients)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    with Timer() as t:
+        for th in threads:
+            th.join()
+    if errors:
+        raise errors[0]
+    return t.seconds, [s for mine in samples for s in mine]
+
+
+def _record(
+    ctx: Context, name: str, seconds: float, samples: Sequence[float], baseline: str | None,
+    **params: Any,
+) -> None:  # fmt: skip
+    stats = LatencyStats.from_seconds(samples)
+    extra = {"p50_ms": stats.p50_ms, "p95_ms": stats.p95_ms, "p99_ms": stats.p99_ms}
+    ctx.throughput(name, len(samples), seconds, baseline=baseline, extra=extra, **params)
+    ctx.latency(
+        f"{name}.latency", stats, baseline=None if baseline is None else f"{baseline}.latency",
+        plan=params.get("transport"), **{k: v for k, v in params.items() if k != "transport"},
+    )  # fmt: skip
+
+
+@bench(
+    "http",
+    description="engramdb over HTTP (engramdb serve) vs in process: add and search, 1-8 clients",
+)
+def http_suite(ctx: Context) -> None:
+    cfg, w = ctx.config, ctx.workload
+    uri = ctx.database("http")
+    dim, k = cfg.dim, cfg.k
+    settings = Settings(database_url=uri, auto_migrate=True, embedder="hash",
+                        pool_max_size=max(CLIENTS) + 2)  # fmt: skip
+    db = connect(uri, embedder=HashEmbedder(dim), settings=settings)
+    try:
+        preload = min(len(w.base), PRELOAD_MAX)
+        ctx.log(f"loading {preload} memories in process (untimed)")
+        with Timer() as t:
+            for start in range(0, preload, PRELOAD_BATCH):
+                stop = min(start + PRELOAD_BATCH, preload)
+                db.memories.add_many([_item(w.base, i) for i in range(start, stop)])
+        ctx.log(f"loaded in {t.seconds:.1f}s")
+        store = open_store(settings.with_(pool_min_size=1, pool_max_size=1))
+        try:
+            _key, secret = ApiKeys(store).create(
+                "default", name="http bench", scopes="read,write", tier="enterprise"
+            )
+        finally:
+            store.close()
+
+        quick = cfg.quick
+        add_n, search_n = ADD_REQUESTS[quick], SEARCH_REQUESTS[quick]
+        needed = 2 * len(CLIENTS) * add_n
+        if len(w.extra) < needed:
+            raise RuntimeError(f"the workload has {len(w.extra)} extra rows, {needed} needed")
+        queries = w.query_sets[0]  # unfiltered
+        next_row = 0
+
+        def adder(rows: range) -> Callable[[Any, int], None]:
+            def op(client: Any, i: int) -> None:
+                client.memories.add(**_item(w.extra, rows[i % len(rows)]))
+
+            return op
+
+        def searcher(client: Any, i: int) -> None:
+            hits = client.memories.search(
+                embedding=queries.vectors[i % len(queries)], mode="vector", top_k=k
+            )
+            if len(hits) != k:
+                raise RuntimeError(f"a search returned {len(hits)} hits, not {k}")
+
+        with _serve(uri, dim, ctx.log) as url:
+            transports: list[tuple[str, Callable[[int], Any], Callable[[Any], None]]] = [
+                ("inprocess", lambda _c: db, lambda _db: None),
+                ("http", lambda _c: engramdb.connect(url, api_key=secret), lambda r: r.close()),
+            ]
+            for clients in CLIENTS:
+                for transport, open_client, close_client in transports:
+                    prefix = "http.inprocess" if transport == "inprocess" else "http"
+                    base = None if transport == "inprocess" else "http.inprocess"
+                    rows = range(next_row, next_row + add_n)  # rows no run has added
+                    next_row += add_n
+                    seconds, samples = _drive(
+                        clients, add_n, open_client, close_client, adder(rows)
+                    )
+                    _record(ctx, f"{prefix}.add.c{clients}", seconds, samples,
+                            base and f"{base}.add.c{clients}", transport=transport,
+                            clients=clients, table_rows_before=preload)  # fmt: skip
+                    seconds, samples = _drive(
+                        clients, search_n, open_client, close_client, searcher
+                    )
+                    _record(ctx, f"{prefix}.search.c{clients}", seconds, samples,
+                            base and f"{base}.search.c{clients}", transport=transport,
+                            clients=clients, top_k=k)  # fmt: skip
+    finally:
+        db.close()
