@@ -188,10 +188,12 @@ class VectorCache:
                         (json.dumps(changed),),
                     )
                 )
+            # The unary + keeps SQLite off the organization_id indexes: new rows are a short
+            # rowid range, the organization's rows may be millions.
             self._put(
                 conn.execute(
                     f"SELECT {_COLS} FROM memories WHERE seq > ? AND embedding IS NOT NULL "
-                    "AND organization_id IN (SELECT value FROM json_each(?))",
+                    "AND +organization_id IN (SELECT value FROM json_each(?))",
                     (self._mark[0], orgs),
                 )
             )
