@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from engramdb.errors import ConfigurationError
 
-from .conftest import assert_error, bearer, owner_rows
+from .conftest import MakeKey, assert_error, bearer, owner_rows
 
 SECRET = "test-jwt-secret-with-at-least-32-bytes!"  # tests/server/live.py's server_settings
 
@@ -262,3 +262,14 @@ def test_rs256_from_a_jwks_url(
     assert_error(client.get("/v1/info", headers=bearer(unknown_kid)), 401, "unauthenticated")
     # HS256 is not accepted by a JWKS-only server.
     assert_error(client.get("/v1/info", headers=bearer(hs256())), 401, "unauthenticated")
+
+
+def test_a_deleted_organization_refuses_its_tokens(client: TestClient, make_key: MakeKey) -> None:
+    token = bearer(hs256(org_id="acme"))
+    assert client.get("/v1/memories", headers=token).status_code == 200
+    operator = bearer(make_key("default", "admin"))
+    assert client.delete("/v1/organizations/acme", headers=operator).status_code == 204
+    err = assert_error(client.get("/v1/memories", headers=token), 401, "unauthenticated")
+    assert "deleted" in err["message"]
+    # Tokens of other organizations are unaffected, new ones included.
+    assert client.get("/v1/memories", headers=bearer(hs256(org_id="globex"))).status_code == 200

@@ -277,3 +277,12 @@ def test_library_find_update_and_revoke(app: FastAPI) -> None:
         keys.update("acme", str(key.id), {"name": "again"})
     with pytest.raises(NotFound):
         keys.revoke("acme", str(uuid.uuid4()))
+
+
+def test_a_deleted_organizations_keys_stop_at_once(client: TestClient, make_key: MakeKey) -> None:
+    acme = bearer(make_key("acme", "read,write"))
+    assert client.post("/v1/memories", json={"content": "x"}, headers=acme).status_code == 201
+    operator = bearer(make_key("default", "admin"))
+    assert client.delete("/v1/organizations/acme", headers=operator).status_code == 204
+    assert_error(client.get("/v1/memories", headers=acme), 401, "unauthenticated")
+    assert_error(client.get("/v1/organizations/acme", headers=operator), 404, "not_found")

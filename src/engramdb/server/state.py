@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import Engram, connect
+from ..errors import AuthenticationError, NotFound
 from ..service.audit import AuditLog
 from ..service.keys import ApiKeys
 from ..service.organizations import Organizations
@@ -61,7 +62,6 @@ class ServerState:
     organizations: Organizations = field(init=False)
     jwt: JwtVerifier = field(init=False)
     metrics: Metrics = field(init=False)
-    known_orgs: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         store = self.engram.engine.store
@@ -90,10 +90,20 @@ class ServerState:
         return type(self.engram)(self.engram.engine, organization, actor=actor, owns_engine=False)
 
     def ensure_organization(self, organization: str) -> None:
-        """Organizations named by a JWT are created on first use (once per process)."""
-        if organization not in self.known_orgs:
-            self.engram.engine.store.ensure_organization(organization)
-            self.known_orgs.add(organization)
+        """Organizations named by a JWT are created on first use; a deleted one is refused
+        (checked on every request, as a deleted organization's keys are)."""
+        store = self.engram.engine.store
+        try:
+            store.get_organization(organization)
+            return
+        except NotFound:
+            store.ensure_organization(organization)  # new, or deleted (then left deleted)
+        try:
+            store.get_organization(organization)
+        except NotFound:
+            raise AuthenticationError(
+                f"organization {organization!r} was deleted", details={"organization": organization}
+            ) from None
 
     def pool_stats(self) -> dict[str, Any] | None:
         pool = getattr(self.engram.engine.store, "pool", None)
