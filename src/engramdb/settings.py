@@ -55,12 +55,24 @@ class Settings:
     embedding_cache_size: int = 10_000
     metric: str = "cosine"
     text_search_config: str = "english"
+    # Vector index (PostgreSQL). ``vector_type``: ``"vector"`` (float32) or ``"halfvec"`` (the
+    # HNSW index stores half precision: half the size, slightly lower recall; the rows keep float32
+    # and exact search is unchanged). m / ef_construction / vector_type apply when an index is
+    # built (a new embedding space, or an import into an empty one).
+    vector_type: str = "vector"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
-    hnsw_ef_search: int = 100
+    hnsw_ef_search: int = 100  # unfiltered searches
+    hnsw_filtered_ef_search: int = 200  # filtered searches that use the index (broad filters)
+    hnsw_max_scan_tuples: int | None = None  # iterative-scan bounds; None keeps pgvector's
+    hnsw_scan_mem_multiplier: int | None = None
+    # Filters matching at most this many rows are searched exactly (over the B-tree-selected rows);
+    # the count is probed once per filter and remembered for search_plan_cache_seconds.
     exact_search_max_rows: int = 20_000
+    search_plan_cache_seconds: int = 60
+    agent_config_cache_seconds: int = 5  # agents' memory configuration, read on add and search
     pool_min_size: int = 1
-    pool_max_size: int = 8
+    pool_max_size: int | None = None  # None: sized for the machine (2 x cores + 2, at least 4)
     statement_timeout_ms: int = 30_000
     limits: Limits = field(default_factory=Limits)
     # Server

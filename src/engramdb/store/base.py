@@ -7,7 +7,7 @@ does). Every method takes the organization explicitly: a store never guesses the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -22,6 +22,7 @@ from .security import SecurityStore
 
 __all__ = [
     "Capabilities",
+    "ImportStats",
     "MemoryQuery",
     "NewMemory",
     "RawHit",
@@ -95,6 +96,17 @@ class SearchSpec:
     ef_search: int | None = None
 
 
+@dataclass
+class ImportStats:
+    """Progress and outcome of :meth:`Store.import_memories`."""
+
+    rows: int = 0  # rows handed to the store so far
+    created: int = 0  # written as new memories
+    duplicates: int = 0  # not written: the same content already exists in that scope
+    phase: str = "loading"  # "loading", then "indexing" when the index is built at the end, "done"
+    index_rebuilt: bool = False  # the store loaded without the vector index and built it after
+
+
 @dataclass(frozen=True)
 class RawHit:
     """A memory a search found: its distance in the vector list, its relevance in the text list."""
@@ -131,6 +143,26 @@ class Store(SecurityStore, ResourceStore, Protocol):
 
         A row with ``is_unique`` whose content already exists in the same scope is not written:
         the existing memory comes back with ``created=False``.
+        """
+        ...
+
+    def import_memories(
+        self,
+        org: str,
+        batches: Iterable[Sequence[NewMemory]],
+        *,
+        actor: str | None,
+        dimensions: int,
+        metric: str,
+        rebuild_index: bool | None = None,
+        on_progress: Callable[[ImportStats], None] | None = None,
+    ) -> ImportStats:
+        """Write every batch in ONE transaction: all or nothing, and an exception raised while
+        the batches are produced (bad input further down a file) rolls the whole import back.
+
+        Dedup as in :meth:`insert_memories`. ``rebuild_index``: load without the vector index of
+        the (``dimensions``, ``metric``) space and build it once at the end; ``None`` lets the
+        store decide (PostgreSQL does when the space holds no vectors yet and it may run DDL).
         """
         ...
 

@@ -1,10 +1,19 @@
-"""PostgreSQL + pgvector store: pooled connections, tenant setting per transaction, memories."""
+"""PostgreSQL + pgvector store: pooled connections, tenant setting per transaction, memories.
+
+Round trips are the unit of cost here. Pooled connections are in autocommit mode, so a pipeline
+of statements up to one Sync runs as one implicit transaction: a single ``add()`` or a search is
+one round trip (the tenant setting, then the statement), and batches go through binary COPY.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -20,7 +29,7 @@ from ...errors import ConfigurationError, MigrationRequired, NotFound
 from ...migrations import runner
 from ...models import Memory, MemoryVersion, utcnow
 from ...settings import Settings
-from ..base import Capabilities, MemoryQuery, NewMemory, RawHit, SearchSpec
+from ..base import Capabilities, ImportStats, MemoryQuery, NewMemory, RawHit, SearchSpec
 from .compile import compile_query
 from .errors import translate_errors
 from .resources import PostgresResources
@@ -36,8 +45,9 @@ MIN_PGVECTOR = (0, 7)
 ORG_SETTING = "engramdb.organization_id"
 
 _OPERATORS = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
-_OPCLASSES = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
-_MAX_INDEXED_DIMENSIONS = 2000  # pgvector's HNSW limit for `vector`
+_OPCLASS_SUFFIX = {"cosine": "_cosine_ops", "l2": "_l2_ops", "ip": "_ip_ops"}
+#: pgvector's HNSW dimension limit per stored type; past it a space is searched exactly.
+_MAX_INDEXED_DIMENSIONS = {"vector": 2000, "halfvec": 4000}
 
 MEMORY_FIELDS = [
     "id", "organization_id", "kind", "content", "agent_id", "user_id", "room_id", "data",
@@ -46,23 +56,48 @@ MEMORY_FIELDS = [
     "version", "embedding_model", "created_at", "updated_at", "created_by_id",
     "last_updated_by_id", "deleted_at",
 ]  # fmt: skip
-_INSERT_FIELDS = [
-    "organization_id", "id", "kind", "content", "agent_id", "user_id", "room_id", "data",
-    "importance", "tags", "metadata", "scope", "level", "content_hash", "is_unique",
-    "related_ids", "valid_from", "valid_to", "expires_at", "embedding_model", "embedding_dim",
-    "embedding", "created_at", "updated_at", "created_by_id", "last_updated_by_id",
-]  # fmt: skip
+#: Written columns and their types: binary COPY needs the types, and staging mirrors them.
+_INSERT_TYPES = {
+    "organization_id": "text", "id": "uuid", "kind": "text", "content": "text",
+    "agent_id": "text", "user_id": "text", "room_id": "text", "data": "jsonb",
+    "importance": "real", "tags": "text[]", "metadata": "jsonb", "scope": "text",
+    "level": "text", "content_hash": "text", "is_unique": "boolean", "related_ids": "uuid[]",
+    "valid_from": "timestamptz", "valid_to": "timestamptz", "expires_at": "timestamptz",
+    "embedding_model": "text", "embedding_dim": "smallint", "embedding": "vector",
+    "created_at": "timestamptz", "updated_at": "timestamptz", "created_by_id": "text",
+    "last_updated_by_id": "text",
+}  # fmt: skip
+_INSERT_FIELDS = list(_INSERT_TYPES)
+_COPY_TYPES = [*_INSERT_TYPES.values(), "integer"]  # + ord, the row's place in its batch
+_STAGE = "engramdb_stage"
 _UNIQUE_TARGET = sql.SQL(
     "(organization_id, kind, agent_id, user_id, room_id, content_hash) "
     "WHERE is_unique AND deleted_at IS NULL"
 )
+#: (table, column) of the scopes registered on first use, so foreign keys always hold.
+_SCOPES = (("agents", "agent_id"), ("users", "user_id"), ("rooms", "room_id"))
 
 
-def _cols(alias: str, with_embedding: bool = False) -> sql.Composable:
+def _render(composed: sql.Composable) -> sql.SQL:
+    """A constant fragment rendered once: composing it again for every query costs more than
+    the query's own round trip on the hot paths."""
+    return sql.SQL(composed.as_string())
+
+
+def _compose_cols(alias: str, with_embedding: bool) -> sql.SQL:
     names = [*MEMORY_FIELDS, "embedding"] if with_embedding else MEMORY_FIELDS
-    return sql.SQL(", ").join(
-        sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(n)) for n in names
+    return _render(
+        sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(n)) for n in names
+        )
     )
+
+
+_COLS = {(a, e): _compose_cols(a, e) for a in ("m",) for e in (False, True)}
+
+
+def _cols(alias: str, with_embedding: bool = False) -> sql.SQL:
+    return _COLS.get((alias, with_embedding)) or _compose_cols(alias, with_embedding)
 
 
 def _to_memory(row: Mapping[str, Any]) -> Memory:
@@ -75,6 +110,55 @@ def _to_memory(row: Mapping[str, Any]) -> Memory:
     return Memory.model_validate(values)
 
 
+def default_pool_size() -> int:
+    """Connections worth having on this machine: PostgreSQL's usual 2 x cores (+2 for waits on
+    I/O and commits), and at least 4 so a few concurrent writers share commits (group commit)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(4, 2 * cores + 2)
+
+
+def _index_name(dimensions: int, metric: str, vector_type: str) -> str:
+    suffix = "" if vector_type == "vector" else f"_{vector_type}"
+    return f"memories_embedding_{dimensions}_{metric}{suffix}_idx"
+
+
+class _TtlCache:
+    """A small thread-safe LRU whose entries expire: remembered search plans."""
+
+    def __init__(self, seconds: float, size: int = 4096) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._data: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None:
+                return None
+            if hit[0] < time.monotonic():
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        if self._seconds <= 0:
+            return
+        with self._lock:
+            self._data[key] = (time.monotonic() + self._seconds, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
 class PostgresStore(SecurityMixin, PostgresResources):
     """Store over a PostgreSQL ≥ 15 with pgvector ≥ 0.7."""
 
@@ -85,7 +169,15 @@ class PostgresStore(SecurityMixin, PostgresResources):
         self.url = url
         self.settings = settings
         self._pool: ConnectionPool | None = None
-        self._spaces: set[tuple[int, str]] = set()
+        #: (dimensions, metric) -> type of its HNSW index ("vector"/"halfvec"), None: no index.
+        self._spaces: dict[tuple[int, str], str | None] = {}
+        #: filter -> whether it matches few enough rows for exact search (see search_memories).
+        self._plans = _TtlCache(settings.search_plan_cache_seconds)
+        if settings.vector_type not in _MAX_INDEXED_DIMENSIONS:
+            raise ConfigurationError(
+                f"vector_type must be one of {sorted(_MAX_INDEXED_DIMENSIONS)}; "
+                f"got {settings.vector_type!r}"
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -111,8 +203,10 @@ class PostgresStore(SecurityMixin, PostgresResources):
         self._pool = ConnectionPool(
             self.url,
             min_size=s.pool_min_size,
-            max_size=s.pool_max_size,
-            kwargs={"prepare_threshold": 2},
+            max_size=s.pool_max_size or max(default_pool_size(), s.pool_min_size),
+            # Autocommit: explicit transactions come from _tx; a pipeline without one is a
+            # single implicit transaction ending at its Sync (_round_trip).
+            kwargs={"prepare_threshold": 2, "autocommit": True},
             configure=self._configure,
             name="engramdb",
             open=False,
@@ -127,11 +221,20 @@ class PostgresStore(SecurityMixin, PostgresResources):
         register_vector(conn)
         s = self.settings
         # Session defaults: relaxed iterative scans keep filtered HNSW searches complete.
+        defaults = {
+            "hnsw.ef_search": str(s.hnsw_ef_search),
+            "hnsw.iterative_scan": "relaxed_order",
+            "statement_timeout": str(s.statement_timeout_ms),
+        }
+        if s.hnsw_max_scan_tuples is not None:
+            defaults["hnsw.max_scan_tuples"] = str(s.hnsw_max_scan_tuples)
+        if s.hnsw_scan_mem_multiplier is not None:
+            defaults["hnsw.scan_mem_multiplier"] = str(s.hnsw_scan_mem_multiplier)
         conn.execute(
-            "SELECT set_config('hnsw.ef_search', %s, false), "
-            "set_config('hnsw.iterative_scan', 'relaxed_order', false), "
-            "set_config('statement_timeout', %s, false)",
-            (str(s.hnsw_ef_search), str(s.statement_timeout_ms)),
+            sql.SQL("SELECT {}").format(
+                sql.SQL(", ").join(sql.SQL("set_config(%s, %s, false)") for _ in defaults)
+            ),
+            [x for kv in defaults.items() for x in kv],
         )
         if s.app_role:
             # The server works as a role that is neither superuser nor owner, so row-level
@@ -198,6 +301,36 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 cur.execute("SELECT set_config(%s, %s, true)", (ORG_SETTING, org))
             yield cur
 
+    def _round_trip(
+        self,
+        org: str | None,
+        query: sql.Composed,
+        params: Sequence[Any],
+        local: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One statement and its transaction-local settings (tenant first) in ONE round trip.
+
+        Pipelined on an autocommit connection: both statements are sent before one Sync, so
+        they form one implicit transaction, and the settings (``set_config(…, true)``) hold for
+        exactly that statement, as in :meth:`_tx`, without BEGIN and COMMIT round trips.
+        """
+        settings = {ORG_SETTING: org} if org is not None else {}
+        settings.update(local or {})
+        with translate_errors(), self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            with conn.pipeline():
+                if settings:
+                    conn.execute(
+                        sql.SQL("SELECT {}").format(
+                            sql.SQL(", ").join(
+                                sql.SQL("set_config(%s, %s, true)") for _ in settings
+                            )
+                        ),
+                        [x for kv in settings.items() for x in kv],
+                    )
+                cur.execute(query, params)
+            return cur.fetchall() if cur.description is not None else []
+
     # -- organizations and embedding spaces ----------------------------------------------------
 
     def ensure_organization(self, org: str) -> None:
@@ -211,37 +344,74 @@ class PostgresStore(SecurityMixin, PostgresResources):
         key = (dimensions, metric)
         if key in self._spaces:
             return
-        if dimensions > _MAX_INDEXED_DIMENSIONS:
-            # Still stored and searchable exactly; HNSW on `vector` stops at 2,000 dimensions.
-            log.warning("no HNSW index for %d dimensions (pgvector's limit is 2000)", dimensions)
-            self._spaces.add(key)
+        found = self._lookup_index(dimensions, metric)
+        if found is not None:
+            # An existing index keeps its type and parameters; settings apply to new builds.
+            self._spaces[key] = found
             return
-        name = f"memories_embedding_{dimensions}_{metric}_idx"
+        vtype = self.settings.vector_type
+        if dimensions > _MAX_INDEXED_DIMENSIONS[vtype]:
+            # Still stored and searchable exactly; HNSW stops at 2,000 (vector) / 4,000 (halfvec).
+            log.warning(
+                "no HNSW index for %d dimensions (pgvector's limit for %s is %d)",
+                dimensions, vtype, _MAX_INDEXED_DIMENSIONS[vtype],
+            )  # fmt: skip
+            self._spaces[key] = None
+            return
+        name = _index_name(dimensions, metric, vtype)
         with self._tx(None) as cur:
+            # One process builds, the others wait for it and then find it registered.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('engramdb_embedding_indexes'))")
             cur.execute(
                 "SELECT 1 FROM embedding_indexes WHERE dimensions = %s AND metric = %s", key
             )
             if cur.fetchone() is None:
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
-                cur.execute(
-                    sql.SQL(
-                        "CREATE INDEX IF NOT EXISTS {name} ON memories USING hnsw "
-                        "((embedding::vector({dim})) {ops}) WITH (m = {m}, ef_construction = {ef}) "
-                        "WHERE embedding_dim = {dim}"
-                    ).format(
-                        name=sql.Identifier(name),
-                        dim=sql.Literal(dimensions),
-                        ops=sql.SQL(_OPCLASSES[metric]),
-                        m=sql.Literal(self.settings.hnsw_m),
-                        ef=sql.Literal(self.settings.hnsw_ef_construction),
-                    )
-                )
+                cur.execute(self._index_ddl(name, dimensions, metric, vtype))
                 cur.execute(
                     "INSERT INTO embedding_indexes (dimensions, metric, index_name) "
-                    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    "VALUES (%s, %s, %s)",
                     (dimensions, metric, name),
                 )
-        self._spaces.add(key)
+        self._spaces[key] = self._lookup_index(dimensions, metric)
+
+    def _index_ddl(self, name: str, dimensions: int, metric: str, vector_type: str) -> sql.Composed:
+        # A partial expression index per space: one table holds vectors of any dimension.
+        return sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {name} ON memories USING hnsw "
+            "((embedding::{vtype}({dim})) {ops}) WITH (m = {m}, ef_construction = {ef}) "
+            "WHERE embedding_dim = {dim}"
+        ).format(
+            name=sql.Identifier(name),
+            vtype=sql.SQL(vector_type),
+            dim=sql.Literal(dimensions),
+            ops=sql.SQL(vector_type + _OPCLASS_SUFFIX[metric]),
+            m=sql.Literal(self.settings.hnsw_m),
+            ef=sql.Literal(self.settings.hnsw_ef_construction),
+        )
+
+    def _lookup_index(self, dimensions: int, metric: str) -> str | None:
+        """The stored type of the space's HNSW index, read from the index itself; None if none."""
+        with self._tx(None) as cur:
+            cur.execute(
+                "SELECT t.typname FROM embedding_indexes e "
+                "JOIN pg_index i ON i.indexrelid = to_regclass(e.index_name) "
+                "JOIN pg_opclass o ON o.oid = i.indclass[0] "
+                "JOIN pg_type t ON t.oid = o.opcintype "
+                "WHERE e.dimensions = %s AND e.metric = %s",
+                (dimensions, metric),
+            )
+            row = cur.fetchone()
+        return None if row is None else str(row["typname"])
+
+    def _index_type(self, dimensions: int, metric: str) -> str | None:
+        """Like :meth:`_lookup_index`, remembered once an index is known (searches ask often)."""
+        key = (dimensions, metric)
+        if key in self._spaces:
+            return self._spaces[key]
+        found = self._lookup_index(dimensions, metric)
+        if found is not None:
+            self._spaces[key] = found
+        return found
 
     # -- memories: writes -----------------------------------------------------------------------
 
@@ -256,93 +426,157 @@ class PostgresStore(SecurityMixin, PostgresResources):
             row.created_at or now, now, actor, actor,
         ]  # fmt: skip
 
-    def _register_scopes(
-        self, cur: psycopg.Cursor[dict[str, Any]], org: str, rows: Sequence[NewMemory]
-    ) -> None:
-        """Users, agents and rooms are registered on first use, so foreign keys always hold."""
-        for table, attr in (("agents", "agent_id"), ("users", "user_id"), ("rooms", "room_id")):
-            ids = sorted({getattr(r, attr) for r in rows if getattr(r, attr) is not None})
-            if ids:
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (organization_id, id) SELECT %s, unnest(%s::text[]) "
-                        "ON CONFLICT DO NOTHING"
-                    ).format(sql.Identifier(table)),
-                    (org, ids),
-                )
-
     def insert_memories(
         self, org: str, rows: Sequence[NewMemory], *, actor: str | None
     ) -> list[tuple[Memory, bool]]:
         if not rows:
             return []
         now = utcnow()
-        with self._tx(org) as cur:
-            self._register_scopes(cur, org, rows)
-            if len(rows) == 1:
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO memories ({fields}) VALUES ({ph}) "
-                        "ON CONFLICT {target} DO NOTHING RETURNING {cols}"
-                    ).format(
-                        fields=sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS)),
-                        ph=sql.SQL(", ").join(sql.Placeholder() * len(_INSERT_FIELDS)),
-                        target=_UNIQUE_TARGET,
-                        cols=sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS)),
-                    ),
-                    self._values(org, rows[0], actor, now),
-                )
+        if len(rows) == 1:
+            found = self._insert_one(org, rows[0], actor, now)
+            inserted = {m.id: m for m, created in found if created}
+            existing = {_dedup_key(m): m for m, created in found if not created}
+        else:
+            with self._tx(org) as cur:
+                self._stage(cur, org, rows, actor, now)
+                cur.execute(self._insert_staged(returning=_cols("m")))
                 inserted = {r["id"]: _to_memory(r) for r in cur.fetchall()}
-            else:
-                inserted = self._copy_insert(cur, org, rows, actor, now)
-            missing = [r for r in rows if r.id not in inserted]
-            existing = self._find_duplicates(cur, org, missing) if missing else {}
+                missing = [r for r in rows if r.id not in inserted]
+                existing = self._find_duplicates(cur, org, missing) if missing else {}
         out: list[tuple[Memory, bool]] = []
         for r in rows:
             if r.id in inserted:
                 out.append((inserted[r.id], True))
-            else:
-                out.append((existing[_dedup_key(r)], False))
+                continue
+            key = _dedup_key(r)
+            if key not in existing:
+                # The duplicate was committed by another transaction after this statement's
+                # snapshot was taken: it is visible to a new one.
+                with self._tx(org) as cur:
+                    existing.update(self._find_duplicates(cur, org, [r]))
+            out.append((existing[key], False))
         return out
 
-    def _copy_insert(
+    def _insert_one(
+        self, org: str, row: NewMemory, actor: str | None, now: datetime
+    ) -> list[tuple[Memory, bool]]:
+        """One row in one statement and one round trip: the scopes it names are registered, the
+        row is inserted, and when it is a duplicate the existing memory comes back instead."""
+        params: list[Any] = []
+        ctes: list[sql.Composable] = []
+        for i, (table, attr) in enumerate(_SCOPES):
+            value = getattr(row, attr)
+            if value is not None:
+                ctes.append(
+                    sql.SQL(
+                        "s{} AS (INSERT INTO {} (organization_id, id) VALUES (%s, %s) "
+                        "ON CONFLICT DO NOTHING)"
+                    ).format(sql.SQL(str(i)), sql.Identifier(table))
+                )
+                params.extend([org, value])
+        ctes.append(
+            sql.SQL(
+                "ins AS (INSERT INTO memories ({fields}) VALUES ({ph}) "
+                "ON CONFLICT {target} DO NOTHING RETURNING {cols})"
+            ).format(
+                fields=sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS)),
+                ph=sql.SQL(", ").join(sql.Placeholder() * len(_INSERT_FIELDS)),
+                target=_UNIQUE_TARGET,
+                cols=sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS)),
+            )
+        )
+        params.extend(self._values(org, row, actor, now))
+        query: sql.Composed = sql.SQL("WITH {} SELECT true AS _created, {} FROM ins").format(
+            sql.SQL(", ").join(ctes), sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS))
+        )
+        if row.is_unique:
+            # The existing live copy, read in the same statement when nothing was inserted. Each
+            # condition is an equality or IS NULL, so the unique index finds it.
+            conds: list[sql.Composable] = [
+                sql.SQL("m.organization_id = %s"),
+                sql.SQL("m.kind = %s"),
+            ]
+            params.extend([org, row.kind])
+            for attr in ("agent_id", "user_id", "room_id"):
+                value = getattr(row, attr)
+                if value is None:
+                    conds.append(sql.SQL("m.{} IS NULL").format(sql.Identifier(attr)))
+                else:
+                    conds.append(sql.SQL("m.{} = %s").format(sql.Identifier(attr)))
+                    params.append(value)
+            conds.append(sql.SQL("m.content_hash = %s"))
+            params.append(row.content_hash)
+            query = sql.SQL(
+                "{} UNION ALL SELECT false, {} FROM memories m WHERE NOT EXISTS "
+                "(SELECT FROM ins) AND m.is_unique AND m.deleted_at IS NULL AND {}"
+            ).format(query, _cols("m"), sql.SQL(" AND ").join(conds))
+        return [(_to_memory(r), bool(r["_created"])) for r in self._round_trip(org, query, params)]
+
+    def _stage(
         self,
         cur: psycopg.Cursor[dict[str, Any]],
         org: str,
         rows: Sequence[NewMemory],
         actor: str | None,
         now: datetime,
-    ) -> dict[uuid.UUID, Memory]:
-        """Batch path: binary COPY into a per-session staging table, then one INSERT…SELECT."""
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS engramdb_stage ("
-            " organization_id text, id uuid, kind text, content text, agent_id text,"
-            " user_id text, room_id text, data jsonb, importance real, tags text[],"
-            " metadata jsonb, scope text, level text, content_hash text, is_unique boolean,"
-            " related_ids uuid[], valid_from timestamptz, valid_to timestamptz,"
-            " expires_at timestamptz, embedding_model text, embedding_dim smallint,"
-            " embedding vector, created_at timestamptz, updated_at timestamptz,"
-            " created_by_id text, last_updated_by_id text, ord integer"
-            ") ON COMMIT DELETE ROWS"
-        )
-        fields = sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS))
-        with cur.copy(sql.SQL("COPY engramdb_stage ({}, ord) FROM STDIN").format(fields)) as copy:
-            for i, r in enumerate(rows):
-                copy.write_row([*self._values(org, r, actor, now), i])
-        # ORDER BY ord keeps the first of in-batch duplicates, as sequential adds would.
+    ) -> None:
+        """Binary COPY of ``rows`` into this session's staging table (emptied at commit)."""
         cur.execute(
             sql.SQL(
-                "INSERT INTO memories ({fields}) SELECT {fields} FROM engramdb_stage ORDER BY ord "
-                "ON CONFLICT {target} DO NOTHING RETURNING {cols}"
+                "CREATE TEMP TABLE IF NOT EXISTS {} ({}, ord integer) ON COMMIT DELETE ROWS"
             ).format(
-                fields=fields,
-                target=_UNIQUE_TARGET,
-                cols=sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS)),
+                sql.Identifier(_STAGE),
+                sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(k), sql.SQL(v))
+                    for k, v in _INSERT_TYPES.items()
+                ),
             )
         )
-        result = {r["id"]: _to_memory(r) for r in cur.fetchall()}
-        cur.execute("TRUNCATE engramdb_stage")
-        return result
+        fields = sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS))
+        with cur.copy(
+            sql.SQL("COPY {} ({}, ord) FROM STDIN (FORMAT BINARY)").format(
+                sql.Identifier(_STAGE), fields
+            )
+        ) as copy:
+            copy.set_types(_COPY_TYPES)
+            for i, r in enumerate(rows):
+                emb = r.embedding
+                copy.write_row([
+                    org, r.id, r.kind, r.content, r.agent_id, r.user_id, r.room_id, r.data,
+                    r.importance, r.tags, r.metadata, r.scope, r.level, r.content_hash,
+                    r.is_unique, r.related_ids, r.valid_from, r.valid_to, r.expires_at,
+                    r.embedding_model, None if emb is None else len(emb), emb,
+                    r.created_at or now, now, actor, actor, i,
+                ])  # fmt: skip
+
+    @staticmethod
+    def _insert_staged(returning: sql.Composable) -> sql.Composed:
+        """One statement: register the staged rows' scopes, insert the rows in batch order."""
+        fields = sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS))
+        scopes = [
+            sql.SQL(
+                "s{i} AS (INSERT INTO {table} (organization_id, id) SELECT DISTINCT "
+                "organization_id, {col} FROM {stage} WHERE {col} IS NOT NULL "
+                "ON CONFLICT DO NOTHING)"
+            ).format(
+                i=sql.SQL(str(i)),
+                table=sql.Identifier(table),
+                col=sql.Identifier(col),
+                stage=sql.Identifier(_STAGE),
+            )
+            for i, (table, col) in enumerate(_SCOPES)
+        ]
+        # ORDER BY ord keeps the first of in-batch duplicates, as sequential adds would.
+        return sql.SQL(
+            "WITH {scopes} INSERT INTO memories AS m ({fields}) SELECT {fields} FROM {stage} "
+            "ORDER BY ord ON CONFLICT {target} DO NOTHING RETURNING {returning}"
+        ).format(
+            scopes=sql.SQL(", ").join(scopes),
+            fields=fields,
+            stage=sql.Identifier(_STAGE),
+            target=_UNIQUE_TARGET,
+            returning=returning,
+        )
 
     def _find_duplicates(
         self, cur: psycopg.Cursor[dict[str, Any]], org: str, rows: Sequence[NewMemory]
@@ -358,8 +592,108 @@ class PostgresStore(SecurityMixin, PostgresResources):
         found: dict[tuple[Any, ...], Memory] = {}
         for row in cur.fetchall():
             mem = _to_memory(row)
-            found[(mem.content_hash, mem.kind, mem.agent_id, mem.user_id, mem.room_id)] = mem
+            found[_dedup_key(mem)] = mem
         return found
+
+    # -- memories: bulk import ------------------------------------------------------------------
+
+    def import_memories(
+        self,
+        org: str,
+        batches: Iterable[Sequence[NewMemory]],
+        *,
+        actor: str | None,
+        dimensions: int,
+        metric: str,
+        rebuild_index: bool | None = None,
+        on_progress: Callable[[ImportStats], None] | None = None,
+    ) -> ImportStats:
+        stats = ImportStats()
+        now = utcnow()
+        with self._tx(org) as cur:
+            # A long import must not be cut by the interactive statement timeout.
+            cur.execute("SET LOCAL statement_timeout = 0")
+            index = self._detach_index(cur, dimensions, metric, rebuild_index)
+            for batch in batches:
+                if not batch:
+                    continue
+                self._stage(cur, org, batch, actor, now)
+                cur.execute(self._insert_staged(returning=sql.SQL("m.id")))
+                created = cur.rowcount
+                cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(_STAGE)))
+                stats.rows += len(batch)
+                stats.created += created
+                stats.duplicates += len(batch) - created
+                if on_progress is not None:
+                    on_progress(stats)
+            if index is not None:
+                stats.phase = "indexing"
+                if on_progress is not None:
+                    on_progress(stats)
+                name, vtype = index
+                cur.execute(self._index_ddl(name, dimensions, metric, vtype))
+                cur.execute(
+                    "UPDATE embedding_indexes SET index_name = %s "
+                    "WHERE dimensions = %s AND metric = %s",
+                    (name, dimensions, metric),
+                )
+                stats.index_rebuilt = True
+        if index is not None:
+            self._spaces[(dimensions, metric)] = index[1]
+        if stats.created:
+            self._plans.clear()  # row counts changed: plans are re-probed
+            with translate_errors(), self.pool.connection() as conn:
+                # Fresh statistics now rather than when autovacuum gets to it: the planner
+                # chooses between the B-tree and HNSW paths with them.
+                conn.execute("ANALYZE memories")
+        stats.phase = "done"
+        if on_progress is not None:
+            on_progress(stats)
+        return stats
+
+    def _detach_index(
+        self,
+        cur: psycopg.Cursor[dict[str, Any]],
+        dimensions: int,
+        metric: str,
+        rebuild_index: bool | None,
+    ) -> tuple[str, str] | None:
+        """Drop the space's HNSW index for a load, in the import's transaction; returns the
+        (name, type) to build at the end, or None to load through the index.
+
+        Loading into an indexed table inserts every row into the graph one by one; building the
+        graph once from all rows is several times faster. Automatic only into an empty space:
+        the index is gone until commit, and the lock taken holds off every other reader.
+        """
+        if rebuild_index is False:
+            return None
+        cur.execute(
+            "SELECT e.index_name, pg_has_role(current_user, c.relowner, 'USAGE') AS owner "
+            "FROM embedding_indexes e JOIN pg_class c ON c.oid = to_regclass(e.index_name) "
+            "WHERE e.dimensions = %s AND e.metric = %s",
+            (dimensions, metric),
+        )
+        row = cur.fetchone()
+        if row is None or not row["owner"]:
+            return None  # no index, or not ours to drop (the application role runs no DDL)
+        if rebuild_index is None:
+            cur.execute(
+                "SELECT EXISTS (SELECT 1 FROM memories WHERE embedding_dim = %s)", (dimensions,)
+            )
+            if cur.fetchone()["exists"]:  # type: ignore[index]
+                return None
+            cur.execute("LOCK TABLE memories IN SHARE ROW EXCLUSIVE MODE")
+            # Checked again under the lock: no other writer can add to the space now.
+            cur.execute(
+                "SELECT EXISTS (SELECT 1 FROM memories WHERE embedding_dim = %s)", (dimensions,)
+            )
+            if cur.fetchone()["exists"]:  # type: ignore[index]
+                return None
+        cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(row["index_name"])))
+        vtype = self.settings.vector_type
+        if dimensions > _MAX_INDEXED_DIMENSIONS[vtype]:
+            vtype = "vector" if dimensions <= _MAX_INDEXED_DIMENSIONS["vector"] else "halfvec"
+        return _index_name(dimensions, metric, vtype), vtype
 
     def get_memory(
         self,
@@ -502,106 +836,116 @@ class PostgresStore(SecurityMixin, PostgresResources):
 
     # -- memories: search -----------------------------------------------------------------------
 
-    def _use_exact(
-        self, cur: psycopg.Cursor[dict[str, Any]], where: sql.Composable, params: list[Any]
-    ) -> bool:
-        """Exact search when the filtered set is small: it is both exact and faster there."""
-        limit = self.settings.exact_search_max_rows
-        cur.execute(
-            sql.SQL(
-                "SELECT count(*) AS n FROM (SELECT 1 FROM memories m WHERE {} LIMIT %s) s"
-            ).format(where),
-            [*params, limit + 1],
-        )
-        row = cur.fetchone()
-        return row is not None and int(row["n"]) <= limit
-
     def search_memories(self, org: str, spec: SearchSpec) -> list[RawHit]:
+        """Vector and/or text candidates, each list its own top ``limit``, in one round trip.
+
+        The vector list is exact or approximate per query. A filter matching at most
+        ``exact_search_max_rows`` rows is searched exactly: the B-tree indexes on the scope
+        columns select the rows and each distance is computed, which is both complete and
+        faster than walking the graph for few rows. Broader filters walk the HNSW graph with
+        iterative scans (the scan goes on until enough rows pass the filter) and a larger
+        candidate list. Which side of the line a filter falls is counted (up to the line) by the
+        search statement itself the first time, then remembered for a while per filter.
+
+        Each list is one ``SELECT`` of whole rows (no join back to the table), the lists are
+        glued with ``UNION ALL``; a memory in both comes twice and is merged here.
+        """
         now = utcnow()
-        ctes: list[sql.Composable] = []
+        parts: list[sql.Composable] = []
         params: list[Any] = []
-        sources: list[str] = []
-        with self._tx(org) as cur:
-            if spec.embedding is not None:
-                vec = np.asarray(spec.embedding, dtype=np.float32)
-                dim = int(vec.shape[0])
-                vparams: list[Any] = []
-                where = compile_query(org, spec.query, vparams, now)
-                where = sql.SQL("{} AND m.embedding_dim = %s AND m.embedding_model = %s").format(
-                    where
+        # Plans must follow the filter's values (one user has 10 rows, another 50,000): a
+        # generic plan would pick one path for all of them.
+        local = {"plan_cache_mode": "force_custom_plan"}
+        cte: sql.Composable = sql.SQL("")
+        probe_key: tuple[Any, ...] | None = None
+        line = self.settings.exact_search_max_rows
+        if spec.embedding is not None:
+            vec = np.asarray(spec.embedding, dtype=np.float32)
+            dim = int(vec.shape[0])
+            vtype = self._index_type(dim, spec.metric)
+            exact = True if vtype is None else spec.exact
+            if exact is None:
+                key = (org, dim, spec.metric, spec.embedding_model, repr(spec.query))
+                exact = self._plans.get(key)
+                probe_key = key if exact is None else None
+            wparams: list[Any] = []
+            where = sql.SQL("{} AND m.embedding_dim = {} AND m.embedding_model = %s").format(
+                compile_query(org, spec.query, wparams, now), sql.Literal(dim)
+            )
+            wparams.append(spec.embedding_model)
+            op = sql.SQL(_OPERATORS[spec.metric])
+            # Without the cast the expression does not match the HNSW index: an exact scan.
+            exact_dist = sql.SQL("(m.embedding {} %b)").format(op)
+            hnsw_dist = sql.SQL("(m.embedding::{t}({d}) {op} %b::{t}({d}))").format(
+                t=sql.SQL(vtype or "vector"), d=sql.Literal(dim), op=op
+            )
+            n_col = sql.SQL(", (SELECT c FROM n) AS _n" if probe_key else ", NULL::int8 AS _n")
+
+            def vector_list(dist: sql.Composable, gate: str) -> None:
+                parts.append(
+                    sql.SQL(
+                        "(SELECT {cols}, {dist} AS _dist, NULL::float8 AS _rank{n} "
+                        "FROM memories m WHERE {where}{gate} ORDER BY _dist LIMIT %s)"
+                    ).format(cols=_cols("m"), dist=dist, n=n_col, where=where, gate=sql.SQL(gate))
                 )
-                vparams.extend([dim, spec.embedding_model])
-                exact = spec.exact
-                if exact is None:
-                    exact = dim > _MAX_INDEXED_DIMENSIONS or self._use_exact(cur, where, vparams)
-                op = sql.SQL(_OPERATORS[spec.metric])
-                if exact:
-                    # Without the cast the expression does not match the HNSW index: exact scan.
-                    dist = sql.SQL("(m.embedding {} %s)").format(op)
-                else:
-                    if spec.ef_search:
-                        cur.execute(
-                            "SELECT set_config('hnsw.ef_search', %s, true)", (str(spec.ef_search),)
-                        )
-                    dist = sql.SQL("(m.embedding::vector({d}) {op} %s::vector({d}))").format(
-                        d=sql.Literal(dim), op=op
+                params.extend([vec, *wparams, spec.limit])
+
+            if probe_key is not None:
+                # First time for this filter: count its rows up to the line, and let the count
+                # gate which list runs (a one-time filter: the other is never executed).
+                cte = sql.SQL(
+                    "WITH n AS (SELECT count(*) AS c FROM (SELECT FROM memories m WHERE {} "
+                    "LIMIT %s) p) "
+                ).format(where)
+                params.extend([*wparams, line + 1])
+                vector_list(exact_dist, f" AND (SELECT c FROM n) <= {int(line)}")
+                vector_list(hnsw_dist, f" AND (SELECT c FROM n) > {int(line)}")
+            else:
+                vector_list(exact_dist if exact else hnsw_dist, "")
+            if not exact:
+                local["hnsw.ef_search"] = str(
+                    spec.ef_search
+                    or (
+                        self.settings.hnsw_filtered_ef_search
+                        if spec.query.filter is not None
+                        else self.settings.hnsw_ef_search
                     )
-                ctes.append(
-                    sql.SQL(
-                        "v AS (SELECT m.id, {dist} AS dist FROM memories m WHERE {where} "
-                        "ORDER BY {dist} LIMIT %s)"
-                    ).format(dist=dist, where=where)
                 )
-                params.extend([vec, *vparams, vec, spec.limit])
-                sources.append("v")
-            if spec.text:
-                tparams: list[Any] = [spec.text]
-                where = compile_query(org, spec.query, tparams, now)
-                ctes.append(
-                    sql.SQL(
-                        "t AS (SELECT m.id, ts_rank_cd(m.tsv, q.q) AS rank FROM memories m, "
-                        "websearch_to_tsquery('english', %s) AS q(q) WHERE {} AND m.tsv @@ q.q "
-                        "ORDER BY rank DESC, m.id DESC LIMIT %s)"
-                    ).format(where)
-                )
-                params.extend([*tparams, spec.limit])
-                sources.append("t")
-            if not sources:
-                return []
-            ids = sql.SQL(" UNION ").join(
-                sql.SQL("SELECT id FROM {}").format(sql.Identifier(s)) for s in sources
-            )
-            joins = sql.SQL(" ").join(
-                sql.SQL("LEFT JOIN {s} ON {s}.id = m.id").format(s=sql.Identifier(s))
-                for s in sources
-            )
-            dist_col = sql.SQL("v.dist") if "v" in sources else sql.SQL("NULL::float8")
-            rank_col = sql.SQL("t.rank") if "t" in sources else sql.SQL("NULL::float8")
-            params.append(org)
-            cur.execute(
+        if spec.text:
+            tparams: list[Any] = [spec.text]
+            twhere = compile_query(org, spec.query, tparams, now)
+            parts.append(
                 sql.SQL(
-                    "WITH {ctes} SELECT {cols}, {dist} AS _dist, {rank} AS _rank "
-                    "FROM ({ids}) AS found JOIN memories m ON m.id = found.id "
-                    "AND m.organization_id = %s {joins}"
-                ).format(
-                    ctes=sql.SQL(", ").join(ctes),
-                    cols=_cols("m"),
-                    dist=dist_col,
-                    rank=rank_col,
-                    ids=ids,
-                    joins=joins,
-                ),
-                params,
+                    "(SELECT {cols}, NULL::float8 AS _dist, ts_rank_cd(m.tsv, q.q) AS _rank, "
+                    "NULL::int8 AS _n FROM memories m, websearch_to_tsquery('english', %s) "
+                    "AS q(q) WHERE {where} AND m.tsv @@ q.q ORDER BY _rank DESC, m.id DESC "
+                    "LIMIT %s)"
+                ).format(cols=_cols("m"), where=twhere)
             )
-            rows = cur.fetchall()
-        return [
-            RawHit(
-                memory=_to_memory(r),
-                distance=None if r["_dist"] is None else float(r["_dist"]),
-                text_rank=None if r["_rank"] is None else float(r["_rank"]),
-            )
-            for r in rows
-        ]
+            params.extend([*tparams, spec.limit])
+        if not parts:
+            return []
+        rows = self._round_trip(
+            org, sql.SQL("{}{}").format(cte, sql.SQL(" UNION ALL ").join(parts)), params, local
+        )
+        if probe_key is not None and rows:
+            counted = next((r["_n"] for r in rows if r["_n"] is not None), None)
+            if counted is not None:
+                self._plans.put(probe_key, int(counted) <= line)
+        hits: dict[uuid.UUID, RawHit] = {}
+        for r in rows:
+            seen = hits.get(r["id"])
+            dist = None if r["_dist"] is None else float(r["_dist"])
+            rank = None if r["_rank"] is None else float(r["_rank"])
+            if seen is None:
+                hits[r["id"]] = RawHit(memory=_to_memory(r), distance=dist, text_rank=rank)
+            else:  # found by both lists
+                hits[r["id"]] = RawHit(
+                    memory=seen.memory,
+                    distance=seen.distance if dist is None else dist,
+                    text_rank=seen.text_rank if rank is None else rank,
+                )
+        return list(hits.values())
 
     def record_access(self, org: str, counts: Mapping[uuid.UUID, int], at: datetime) -> None:
         if not counts:
@@ -617,5 +961,5 @@ class PostgresStore(SecurityMixin, PostgresResources):
             )
 
 
-def _dedup_key(r: NewMemory) -> tuple[Any, ...]:
+def _dedup_key(r: NewMemory | Memory) -> tuple[Any, ...]:
     return (r.content_hash, r.kind, r.agent_id, r.user_id, r.room_id)

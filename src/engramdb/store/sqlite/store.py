@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from ...errors import ConfigurationError, InvalidInput, MigrationRequired, NotFo
 from ...migrations import runner
 from ...models import Memory, MemoryVersion, utcnow
 from ...settings import Settings
-from ..base import Capabilities, MemoryQuery, NewMemory, RawHit, SearchSpec
+from ..base import Capabilities, ImportStats, MemoryQuery, NewMemory, RawHit, SearchSpec
 from ..security import SecurityUnsupported
 from .compile import compile_query
 from .connection import Database, parse_url
@@ -170,27 +170,13 @@ class SQLiteStore(SecurityUnsupported, SQLiteResources):
         now = to_micros(utcnow())
         assert now is not None
         with self.db.write() as conn:
-            # Users, agents and rooms are registered on first use, so foreign keys always hold.
-            for table, attr in (("agents", "agent_id"), ("users", "user_id"), ("rooms", "room_id")):
-                ids = sorted({getattr(r, attr) for r in rows if getattr(r, attr) is not None})
-                conn.executemany(
-                    f"INSERT INTO {table} (organization_id, id) VALUES (?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    [(org, i) for i in ids],
-                )
-            before = conn.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'memories'"
-            ).fetchone()
-            # One writer at a time and AUTOINCREMENT: this batch's rows are those past `before`.
-            # In order, so the first of in-batch duplicates is kept, as sequential adds would.
-            conn.executemany(_INSERT, [self._values(org, r, actor, now) for r in rows])
+            before = self._write_rows(conn, org, rows, actor, now)
             inserted = {
                 m.id: m
                 for m in map(
                     row_to_memory,
                     conn.execute(
-                        f"SELECT {memory_columns()} FROM memories m WHERE m.seq > ?",
-                        (0 if before is None else before[0],),
+                        f"SELECT {memory_columns()} FROM memories m WHERE m.seq > ?", (before,)
                     ),
                 )
             }
@@ -203,6 +189,58 @@ class SQLiteStore(SecurityUnsupported, SQLiteResources):
             else:
                 out.append((existing[_dedup_key(r)], False))
         return out
+
+    def _write_rows(
+        self, conn: Any, org: str, rows: Sequence[NewMemory], actor: str | None, now: int
+    ) -> int:
+        """Insert ``rows`` in the caller's write transaction; returns the memories sequence
+        number before them (this batch's new rows are those past it)."""
+        # Users, agents and rooms are registered on first use, so foreign keys always hold.
+        for table, attr in (("agents", "agent_id"), ("users", "user_id"), ("rooms", "room_id")):
+            ids = sorted({getattr(r, attr) for r in rows if getattr(r, attr) is not None})
+            conn.executemany(
+                f"INSERT INTO {table} (organization_id, id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [(org, i) for i in ids],
+            )
+        before = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
+        # One writer at a time and AUTOINCREMENT: this batch's rows are those past `before`.
+        # In order, so the first of in-batch duplicates is kept, as sequential adds would.
+        conn.executemany(_INSERT, [self._values(org, r, actor, now) for r in rows])
+        return 0 if before is None else int(before[0])
+
+    def import_memories(
+        self,
+        org: str,
+        batches: Iterable[Sequence[NewMemory]],
+        *,
+        actor: str | None,
+        dimensions: int,
+        metric: str,
+        rebuild_index: bool | None = None,
+        on_progress: Callable[[ImportStats], None] | None = None,
+    ) -> ImportStats:
+        """Every batch in one write transaction; there is no vector index to rebuild here."""
+        del dimensions, metric, rebuild_index
+        stats = ImportStats()
+        now = to_micros(utcnow())
+        assert now is not None
+        with self.db.write() as conn:
+            for batch in batches:
+                if not batch:
+                    continue
+                before = self._write_rows(conn, org, batch, actor, now)
+                (created,) = conn.execute(
+                    "SELECT count(*) FROM memories WHERE seq > ?", (before,)
+                ).fetchone()
+                stats.rows += len(batch)
+                stats.created += created
+                stats.duplicates += len(batch) - created
+                if on_progress is not None:
+                    on_progress(stats)
+        stats.phase = "done"
+        if on_progress is not None:
+            on_progress(stats)
+        return stats
 
     @staticmethod
     def _find_duplicates(
