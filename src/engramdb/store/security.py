@@ -1,7 +1,6 @@
 """The tenancy and security part of the Store protocol: organizations, API keys, usage, audit.
 
-A backend without these (SQLite, for now) inherits :class:`SecurityUnsupported`, which refuses
-each of them with one clear error instead of a missing method.
+Every backend implements it (``store/postgres/security.py``, ``store/sqlite/security.py``).
 """
 
 from __future__ import annotations
@@ -9,9 +8,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
-from ..errors import ConfigurationError
 from ..models.security import (
     ApiKey,
     ApiKeyUse,
@@ -21,7 +19,7 @@ from ..models.security import (
     UsageTotal,
 )
 
-__all__ = ["SecurityStore", "SecurityUnsupported"]
+__all__ = ["SecurityStore"]
 
 
 class SecurityStore(Protocol):
@@ -105,30 +103,3 @@ class SecurityStore(Protocol):
     ) -> list[AuditEntry]:
         """Newest first, strictly after the cursor id."""
         ...
-
-
-def _unsupported(*_args: Any, **_kwargs: Any) -> NoReturn:
-    raise ConfigurationError(
-        "API keys, usage metering and the audit log need the PostgreSQL backend "
-        "(the embedded database or postgresql://…)"
-    )
-
-
-class SecurityUnsupported:
-    """Mixin for backends without the security tables: every method refuses clearly."""
-
-    list_organizations = _unsupported
-    get_organization = _unsupported
-    update_organization = _unsupported
-    delete_organization = _unsupported
-    create_api_key = _unsupported
-    list_api_keys = _unsupported
-    find_api_keys = _unsupported
-    revoke_api_key = _unsupported
-    update_api_key = _unsupported
-    use_api_key = _unsupported
-    prune_api_key_counters = _unsupported
-    insert_usage_events = _unsupported
-    usage_totals = _unsupported
-    insert_audit = _unsupported
-    list_audit = _unsupported

@@ -16,11 +16,11 @@ from ...migrations import runner
 from ...models import Memory, MemoryVersion, utcnow
 from ...settings import Settings
 from ..base import Capabilities, ImportStats, MemoryQuery, NewMemory, RawHit, SearchSpec
-from ..security import SecurityUnsupported
 from .compile import compile_query
 from .connection import Database, parse_url
 from .errors import translate_errors
 from .resources import SQLiteResources
+from .security import SQLiteSecurity
 from .text import fts_query
 from .values import (
     MEMORY_FIELDS,
@@ -71,7 +71,7 @@ def _json_ids(values: Sequence[int]) -> str:
     return json.dumps(list(values))
 
 
-class SQLiteStore(SecurityUnsupported, SQLiteResources):
+class SQLiteStore(SQLiteSecurity, SQLiteResources):
     """Store over one SQLite file (WAL) or a private in-memory database."""
 
     dialect = "sqlite"
