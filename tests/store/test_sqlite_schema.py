@@ -112,3 +112,21 @@ def test_memory_database_is_shared_by_threads() -> None:
     page = db.memories.list(agent_id="shared", limit=100)
     assert len(page.items) == 80 and all(m.access_count == 1 for m in page.items)
     db.close()
+
+
+def test_db_command_migrates_a_sqlite_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from engramdb.cli.main import main
+
+    base = ["--json", "--database-url", f"sqlite:///{tmp_path / 'm.db'}", "db"]
+    assert main([*base, "current"]) == 0
+    assert json.loads(capsys.readouterr().out)["current"] is None
+    assert main([*base, "upgrade"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"current": runner.head()}
+    assert main([*base, "downgrade", "0001"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"current": "0001"}
+    assert {"memories", "organizations"} <= _tables(tmp_path / "m.db")
+    assert "api_keys" not in _tables(tmp_path / "m.db")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..errors import ConfigurationError
 from ..settings import Settings
 from .base import Capabilities, MemoryQuery, NewMemory, RawHit, SearchSpec, Store
@@ -15,6 +18,7 @@ __all__ = [
     "Store",
     "backend_for",
     "open_store",
+    "raw_connector",
 ]
 
 
@@ -51,3 +55,22 @@ def open_store(settings: Settings) -> Store:
     else:
         migrate = bool(settings.auto_migrate)
     return PostgresStore(url, settings).open(migrate=migrate)
+
+
+def raw_connector(settings: Settings) -> tuple[Callable[[], Any], str]:
+    """(a factory of plain DB-API connections, the dialect) for the configured database, without
+    opening a store: what the migration runner takes (``engramdb db``)."""
+    url = settings.database_url
+    if backend_for(url) == "sqlite":
+        from .sqlite import connect_raw as sqlite_connect
+
+        assert url is not None
+        return (lambda: sqlite_connect(url)), "sqlite"
+    import psycopg
+
+    if url is None:
+        from ..embedded import EmbeddedPostgres
+
+        url = EmbeddedPostgres.shared(settings.data_dir).start()
+    pg_url = url
+    return (lambda: psycopg.connect(pg_url)), "postgresql"
