@@ -226,3 +226,20 @@ def test_audit_log(sec: Security) -> None:
     assert [e.id for e in sec.audit.list("acme", resource_id="m1").items] == [made[1].id]
     assert sec.audit.list("acme", resource_type="keys").items == []
     assert [e.actor_type for e in sec.audit.list("default").items] == ["jwt"]
+
+
+def test_two_connections_share_one_rate_limit(sec: Security) -> None:
+    """Counts live in the database: a second connection (as another worker process would
+    have) adds to the same windows."""
+    _, secret = sec.keys.create("acme", name="shared", rate_limit=4)
+    url = sec.db.engine.settings.database_url
+    other = connect(url, embedder=HashEmbedder(DIM), settings=Settings(auto_migrate=True))
+    try:
+        keys = [sec.keys, ApiKeys(other.engine.store)]
+        for i in range(4):
+            keys[i % 2].authenticate(secret)
+        for k in keys:
+            with pytest.raises(engramdb.RateLimited):
+                k.authenticate(secret)
+    finally:
+        other.close()

@@ -1,8 +1,9 @@
 """Exact vector search in NumPy over the stored vectors, cached per process and kept in step.
 
-Measured on 100k x 384 (see docs/sqlite.md): a NumPy scan is about ten times faster than
-sqlite-vec's brute-force ``vec0`` table and needs no extension loading, which this Python's
-``sqlite3`` cannot do. The cache holds one matrix per (organization, model, dimensions), loaded
+Why not sqlite-vec (measured on 100k x 384 in ``benchmarks/sqlite_bench.py``, docs/sqlite.md):
+its ``vec0`` table scanned 2-4 times slower than this cache unfiltered and did not get faster
+for selective filters, and loading it needs ``apsw`` or ``pysqlite3`` (this Python's
+``sqlite3`` cannot load extensions). The cache holds one matrix per (organization, model, dimensions), loaded
 on the organization's first search and then refreshed incrementally: new rows are those with a
 larger ``seq`` (AUTOINCREMENT, never reused), and every update or delete of a vector, cascades
 included, is logged by triggers in ``memory_vector_changes``. Writers in other processes are
