@@ -24,7 +24,10 @@ def _commands() -> dict[str, tuple[str, Command]]:
         "db": ("database schema: upgrade, downgrade, current, history", db_cmd.COMMAND),
         "demo": ("store and recall a few memories, end to end", demo_cmd.COMMAND),
     }
-    for optional in ("serve_cmd", "keys_cmd", "backup_cmd", "memories_cmd", "stats_cmd", "mcp_cmd"):
+    for optional in (
+        "serve_cmd", "keys_cmd", "backup_cmd", "memories_cmd", "stats_cmd", "mcp_cmd",
+        "import_cmd",
+    ):  # fmt: skip
         try:
             module = __import__(f"{__package__}.{optional}", fromlist=["COMMAND", "HELP"])
         except ImportError:

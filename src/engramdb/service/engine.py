@@ -46,6 +46,9 @@ class Engine:
     embedder: Embedder
     settings: Settings
     access: AccessRecorder = field(init=False)
+    #: Agents' memory configuration, read by every add and search naming an agent, remembered
+    #: for ``settings.agent_config_cache_seconds`` (see service.people.load_agent_config).
+    config_cache: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:

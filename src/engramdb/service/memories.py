@@ -58,9 +58,13 @@ class Memories:
     # -- writes -------------------------------------------------------------------------------
 
     def _prepare(
-        self, item: MemoryInput | Mapping[str, Any], index: int | None = None
+        self,
+        item: MemoryInput | Mapping[str, Any],
+        index: int | None = None,
+        label: str | None = None,
     ) -> MemoryInput:
-        where = "memory" if index is None else f"item {index}"
+        # ``label`` names the item in errors instead of its index (an import's "line 17").
+        where = label or ("memory" if index is None else f"item {index}")
         try:
             data = item if isinstance(item, MemoryInput) else MemoryInput.model_validate(item)
         except ValidationError as exc:
@@ -72,7 +76,8 @@ class Memories:
             kind_data = validate_kind_data(data.kind, data.data)
         except ValidationError as exc:
             raise invalid_from_validation(exc, f"{where}: {data.kind} data") from None
-        data = data.model_copy(update={"data": kind_data})
+        if kind_data != data.data:  # a copy per item is measurable in bulk imports
+            data = data.model_copy(update={"data": kind_data})
         lim = self._limits
         content = data.content.strip()
         if not content:
@@ -585,6 +590,8 @@ def _weights(value: Weights | Mapping[str, Any] | None) -> Weights:
 def _check_json_size(value: Any, name: str, limit: int, where: str) -> None:
     import json
 
+    if not value:  # {} or []: nothing to measure (and no dumps per item in bulk imports)
+        return
     try:
         size = len(json.dumps(value, default=str))
     except (TypeError, ValueError):

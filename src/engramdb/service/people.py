@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..errors import InvalidInput
@@ -54,6 +55,7 @@ class _Named(ResourceService[Any]):
         """Soft delete (hidden, restorable with :meth:`add`), or ``purge=True``: the row and
         everything that belongs to it (memories, messages, blocks links, goals, …) are gone."""
         self._delete(id, purge=purge)
+        _forget_agent_config(self._engine, self._org, id)
 
 
 class Users(_Named):
@@ -122,13 +124,16 @@ class Agents(_Named):
             raise InvalidInput("set_config needs at least one field")
         service = _ConfigService(self._engine, self._org, self._actor)
         values = service._check({"agent_id": agent_id, **fields})
-        return service._store.upsert_resource(  # type: ignore[no-any-return]
+        cfg: AgentMemoryConfig = service._store.upsert_resource(
             self._org, AGENT_CONFIG, values, actor=self._actor
         )
+        _forget_agent_config(self._engine, self._org, agent_id)
+        return cfg
 
     def reset_config(self, agent_id: str) -> None:
         """Back to the engine's defaults for every field."""
         self._store.delete_resource(self._org, AGENT_CONFIG, (agent_id,), purge=True, actor=None)
+        _forget_agent_config(self._engine, self._org, agent_id)
 
 
 class _ConfigService(ResourceService[AgentMemoryConfig]):
@@ -136,11 +141,32 @@ class _ConfigService(ResourceService[AgentMemoryConfig]):
 
 
 def load_agent_config(engine: Engine, org: str, agent_id: str) -> AgentMemoryConfig | None:
-    """The stored configuration of one agent, or ``None`` (used by search and add)."""
+    """The stored configuration of one agent, or ``None`` (used by search and add).
+
+    Remembered per engine for ``settings.agent_config_cache_seconds``: an add or a search then
+    costs no extra round trip. Changes made through this engine apply at once; changes made by
+    another process show up within that time.
+    """
     from ..errors import NotFound
 
+    key = (org, agent_id)
+    hit = engine.config_cache.get(key)
+    now = time.monotonic()
+    if hit is not None and hit[0] > now:
+        cached: AgentMemoryConfig | None = hit[1]
+        return cached
+    cfg: AgentMemoryConfig | None
     try:
-        cfg: AgentMemoryConfig = engine.store.get_resource(org, AGENT_CONFIG, (agent_id,))
+        cfg = engine.store.get_resource(org, AGENT_CONFIG, (agent_id,))
     except NotFound:
-        return None
+        cfg = None
+    ttl = engine.settings.agent_config_cache_seconds
+    if ttl > 0:
+        if len(engine.config_cache) >= 10_000:
+            engine.config_cache.clear()  # bounded; a refill costs one read per agent
+        engine.config_cache[key] = (now + ttl, cfg)
     return cfg
+
+
+def _forget_agent_config(engine: Engine, org: str, agent_id: str) -> None:
+    engine.config_cache.pop((org, agent_id), None)

@@ -304,7 +304,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
     def _round_trip(
         self,
         org: str | None,
-        query: sql.Composed,
+        query: sql.SQL | sql.Composed,
         params: Sequence[Any],
         local: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
@@ -645,7 +645,10 @@ class PostgresStore(SecurityMixin, PostgresResources):
             with translate_errors(), self.pool.connection() as conn:
                 # Fresh statistics now rather than when autovacuum gets to it: the planner
                 # chooses between the B-tree and HNSW paths with them.
-                conn.execute("ANALYZE memories")
+                conn.execute(
+                    "ANALYZE memories (organization_id, agent_id, user_id, room_id, kind, "
+                    "embedding_dim, deleted_at, expires_at, valid_from, valid_to)"
+                )
         stats.phase = "done"
         if on_progress is not None:
             on_progress(stats)
@@ -950,15 +953,18 @@ class PostgresStore(SecurityMixin, PostgresResources):
     def record_access(self, org: str, counts: Mapping[uuid.UUID, int], at: datetime) -> None:
         if not counts:
             return
-        ids = list(counts)
-        with self._tx(org) as cur:
-            cur.execute(
+        # Sorted: concurrent flushes then lock rows in the same order and cannot deadlock.
+        ids = sorted(counts)
+        self._round_trip(
+            org,
+            sql.SQL(
                 "UPDATE memories m SET access_count = m.access_count + c.n, "
                 "last_accessed_at = greatest(m.last_accessed_at, %s) "
                 "FROM (SELECT unnest(%s::uuid[]) AS id, unnest(%s::int[]) AS n) c "
-                "WHERE m.organization_id = %s AND m.id = c.id",
-                (at, ids, [counts[i] for i in ids], org),
-            )
+                "WHERE m.organization_id = %s AND m.id = c.id"
+            ),
+            (at, ids, [counts[i] for i in ids], org),
+        )
 
 
 def _dedup_key(r: NewMemory | Memory) -> tuple[Any, ...]:

@@ -1,0 +1,244 @@
+"""Bulk ingest stores exactly what was given, and a single add is one round trip.
+
+add_many goes through binary COPY into a staging table and one INSERT ... SELECT; an import
+loads the same way in one transaction (into an empty space: without the vector index, built at
+the end). Both must keep every field as given: contents, float32 vectors bit for bit,
+metadata, tags and times to the microsecond.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import pq
+
+from engramdb import Engram, Settings, connect
+from engramdb.embeddings.none import NoEmbedder
+from engramdb.service.importer import import_records
+from engramdb.store.postgres import PostgresStore
+from tests.conftest import TEST_DIMENSIONS
+
+
+def _vectors(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, TEST_DIMENSIONS)).astype(np.float32)
+    # Values whose float32 bits are easy to lose on the way through text or float64.
+    v[0, :4] = [np.float32(1e-38), np.float32(-0.0), np.float32(3.4e38), np.float32(1 / 3)]
+    if n > 1:
+        v[1, :2] = [np.nextafter(np.float32(1), np.float32(2)), np.float32(1e-45)]
+    return v
+
+
+def _items(n: int, seed: int = 1) -> list[dict[str, Any]]:
+    vecs = _vectors(n, seed)
+    base = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+    items = []
+    for i in range(n):
+        items.append(
+            {
+                "content": f'memory {i}: ünïcode ✓ "quoted" \\ tab\there {"x" * (i % 7)}',
+                "agent_id": f"agent-{i % 3}",
+                "user_id": None if i % 4 == 0 else f"user-{i % 5}",
+                "room_id": "room-1" if i % 2 else None,
+                "kind": ("semantic", "episodic", "message")[i % 3],
+                "tags": [f"t{i % 4}", "shared"] if i % 5 else [],
+                "metadata": {"n": i, "nested": {"list": [1, 2.5, None, True], "s": "é"}},
+                "importance": (i % 10) / 10,
+                "created_at": base + timedelta(microseconds=i * 1001),
+                "valid_from": base - timedelta(days=i),
+                "expires_at": (base + timedelta(days=3650)).astimezone(
+                    timezone(timedelta(hours=5))
+                ),
+                "embedding": vecs[i].tolist(),
+            }
+        )
+    return items
+
+
+def _check(db: Engram, stored: list[Any], items: list[dict[str, Any]]) -> None:
+    assert len(stored) == len(items)
+    for mem, item in zip(stored, items, strict=True):
+        got = db.memories.get(mem.id, with_embedding=True)
+        for name in ("content", "agent_id", "user_id", "room_id", "kind", "tags", "metadata"):
+            assert getattr(got, name) == item[name], name
+        assert got.importance == pytest.approx(item["importance"])
+        for name in ("created_at", "valid_from", "expires_at"):
+            assert getattr(got, name) == item[name], name
+        want = np.asarray(item["embedding"], dtype=np.float32)
+        assert got.embedding is not None
+        assert np.asarray(got.embedding, dtype=np.float32).tobytes() == want.tobytes()
+
+
+def _open(url: str, **settings: Any) -> Engram:
+    return connect(url, embedder=NoEmbedder(TEST_DIMENSIONS), settings=Settings(**settings))
+
+
+def test_add_many_stores_exactly_what_was_given(pg_url: str) -> None:
+    items = _items(40)
+    with _open(pg_url) as db:
+        stored = db.memories.add_many(items)
+        _check(db, stored, items)
+
+
+def test_import_stores_exactly_what_was_given(pg_url: str) -> None:
+    items = _items(40, seed=2)
+    with _open(pg_url) as db:
+        stats = import_records(db.memories, enumerate(items, start=1), batch_size=7)
+        assert (stats.rows, stats.created, stats.duplicates) == (40, 40, 0)
+        assert stats.index_rebuilt  # an empty space: loaded without the index, built after
+        by_n = {m.metadata["n"]: m for m in db.memories.list(limit=100).items}
+        _check(db, [by_n[i] for i in range(40)], items)
+        # The rebuilt index is the registered one, and searches use it.
+        with psycopg.connect(pg_url) as conn:
+            (name,) = conn.execute("SELECT index_name FROM embedding_indexes").fetchone()  # type: ignore[misc]
+            assert conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() != (None,)
+        q = items[5]["embedding"]
+        hits = db.memories.search(embedding=q, mode="vector", top_k=1, exact=False)
+        assert hits[0].memory.metadata["n"] == 5
+
+
+def test_batches_keep_dedup_semantics(pg_url: str) -> None:
+    with _open(pg_url) as db:
+        first = db.memories.add("known fact", agent_id="a", embedding=_vectors(1, 3)[0].tolist())
+        items = [
+            {"content": "known fact", "agent_id": "a"},  # exists already
+            {"content": "new fact", "agent_id": "a"},
+            {"content": "new fact", "agent_id": "a"},  # duplicate within the batch
+            {"content": "new fact", "agent_id": "b"},  # another scope: not a duplicate
+            {"content": "repeat", "agent_id": "a", "is_unique": False},
+            {"content": "repeat", "agent_id": "a", "is_unique": False},
+        ]
+        vecs = _vectors(len(items), 4)
+        for item, v in zip(items, vecs, strict=True):
+            item["embedding"] = v.tolist()
+        out = db.memories.add_many(items)
+        assert out[0].id == first.id
+        assert out[1].id == out[2].id != out[3].id
+        assert out[4].id != out[5].id
+        # The batch's first occurrence is the one kept, with its own vector.
+        got = db.memories.get(out[1].id, with_embedding=True)
+        assert np.asarray(got.embedding, dtype=np.float32).tobytes() == vecs[1].tobytes()
+        # The same rules through an import, in one transaction with the rows above.
+        stats = import_records(db.memories, enumerate(items, start=1))
+        assert (stats.rows, stats.created, stats.duplicates) == (6, 2, 4)
+        assert not stats.index_rebuilt  # the space holds vectors: loaded through the index
+
+
+def test_single_add_is_one_round_trip(pg_url: str) -> None:
+    """add(): the tenant setting and one INSERT (scopes registered, duplicate read back, all in
+    that statement), sent together and answered together: one Sync, one ReadyForQuery."""
+    with _open(pg_url, pool_min_size=1, pool_max_size=1) as db:
+        store = db.engine.store
+        assert isinstance(store, PostgresStore)
+        vec = _vectors(3, 5)
+        # Warm-up: the embedding space and the agent's configuration are known from here on.
+        db.memories.add("warm up", agent_id="bot", user_id="u1", embedding=vec[0].tolist())
+        fd, name = tempfile.mkstemp(prefix="engramdb-trace-")
+        try:
+            with store.pool.connection() as conn:
+                conn.pgconn.trace(fd)
+                conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            added = db.memories.add(
+                "traced", agent_id="bot", user_id="u2", room_id="r", embedding=vec[1].tolist()
+            )
+            again = db.memories.add(
+                "traced", agent_id="bot", user_id="u2", room_id="r", embedding=vec[2].tolist()
+            )
+            with store.pool.connection() as conn:
+                conn.pgconn.untrace()
+            trace = Path(name).read_text()
+        finally:
+            os.close(fd)
+            os.unlink(name)
+        assert again.id == added.id  # the duplicate came back from the same statement
+        sent = [line.split("\t")[2] for line in trace.splitlines() if line.startswith("F\t")]
+        received = [line.split("\t")[2] for line in trace.splitlines() if line.startswith("B\t")]
+        # Two adds: each one Sync (one round trip) carrying two statements.
+        assert sent.count("Sync") == 2, sent
+        assert sent.count("Execute") == 4, sent
+        assert received.count("ReadyForQuery") == 2, received
+        assert "Query" not in sent  # no simple-protocol BEGIN/COMMIT round trips
+
+
+def test_import_cli_end_to_end(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engramdb.cli.main import main
+
+    monkeypatch.setenv("ENGRAMDB_EMBEDDER", "hash")
+    monkeypatch.setenv("ENGRAMDB_EMBEDDING_DIMENSIONS", str(TEST_DIMENSIONS))
+    import json
+
+    vec = _vectors(1, 6)[0].tolist()
+    good = tmp_path / "good.jsonl"
+    good.write_text(
+        "\n".join(
+            [
+                json.dumps({"content": "with a vector", "user_id": "alice", "embedding": vec}),
+                "",  # blank lines are skipped
+                json.dumps({"content": "embedded by the importer", "tags": ["x"]}),
+                json.dumps({"content": "with a vector", "user_id": "alice"}),  # duplicate
+            ]
+        )
+        + "\n"
+    )
+    assert main(["import", str(good), "--database-url", pg_url, "--quiet"]) == 0
+    bad = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"content": f"line {i}"}) for i in range(1, 8)]
+    lines[4] = '{"content": "broken"'  # line 5: invalid JSON
+    bad.write_text("\n".join(lines) + "\n")
+    assert main(["import", str(bad), "--database-url", pg_url, "--batch-size", "2"]) == 1
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(
+        json.dumps({"content": "ok"}) + "\n" + json.dumps({"text": "no content"}) + "\n"
+    )
+    assert main(["import", str(wrong), "--database-url", pg_url]) == 1
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT content, embedding_dim FROM memories ORDER BY content"
+        ).fetchall()
+    # The good file's two new memories, and nothing of the bad files (their earlier lines and
+    # batches included: one transaction per file).
+    assert rows == [
+        ("embedded by the importer", TEST_DIMENSIONS),
+        ("with a vector", TEST_DIMENSIONS),
+    ]
+    with _open(pg_url) as db:
+        [m] = db.memories.list(user_id="alice").items
+        got = db.memories.get(m.id, with_embedding=True)
+        assert (
+            np.asarray(got.embedding, dtype=np.float32).tobytes()
+            == np.asarray(vec, np.float32).tobytes()
+        )
+    assert uuid.UUID(str(m.id))
+
+
+def test_import_cli_errors_name_the_line(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engramdb.cli.main import main
+
+    monkeypatch.setenv("ENGRAMDB_EMBEDDER", "hash")
+    monkeypatch.setenv("ENGRAMDB_EMBEDDING_DIMENSIONS", str(TEST_DIMENSIONS))
+    path = tmp_path / "f.jsonl"
+    cases = {
+        '{"content": "a"}\n{"content": "b"\n': "line 2: not valid JSON",
+        '{"content": "a"}\n\n[1, 2]\n': "line 3: expected a JSON object",
+        '{"content": "a"}\n{"content": ""}\n': "line 2: content must not be empty",
+        '{"content": "a", "embedding": [1, 2]}\n': "line 1: embedding has 2 dimensions",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        assert main(["import", str(path), "--database-url", pg_url]) == 1
+        err = capsys.readouterr().err
+        assert message in err, err
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM memories").fetchone() == (0,)

@@ -1,0 +1,114 @@
+"""Filtered vector search finds what exact search finds, at every selectivity.
+
+The store searches a filter exactly when it matches few rows and through HNSW with iterative
+scans otherwise; the line is forced low here (EXACT_MAX_ROWS) so both paths run on a few
+thousand rows. Ground truth is brute-force cosine in numpy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from engramdb import Engram
+from engramdb.store.postgres import PostgresStore
+from tests.perf.conftest import EXACT_MAX_ROWS, open_loaded
+from tests.perf.workload import Workload, queries
+
+pytestmark = pytest.mark.slow
+
+
+def _recall(db: Engram, w: Workload, user: str | None, count: int, seed: int) -> list[float]:
+    rows = w.rows_of(user)
+    out = []
+    for q in queries(w, rows, count, seed):
+        hits = db.memories.search(embedding=q.tolist(), mode="vector", top_k=10, user_id=user)
+        found = [int(h.memory.metadata["n"]) for h in hits]
+        assert all(w.users[r] == user for r in found) or user is None
+        out.append(w.recall(q, rows, found))
+    return out
+
+
+def _plan(db: Engram) -> list[bool]:
+    """The store's remembered decisions (True = exact) for the filters searched so far."""
+    store = db.engine.store
+    assert isinstance(store, PostgresStore)
+    return [value for _, value in store._plans._data.values()]
+
+
+def test_selective_filters_are_exact(loaded: Engram, workload: Workload) -> None:
+    sizes = Counter(workload.users)
+    # 0.025% to 0.1% of the rows: users with 1 to 4 memories among 4,000.
+    small = sorted(u for u, c in sizes.items() if 1 <= c <= 4)[:12]
+    recalls = [r for i, u in enumerate(small) for r in _recall(loaded, workload, u, 2, i)]
+    assert len(recalls) == 24
+    assert min(recalls) == 1.0
+    assert _plan(loaded) == [True] * len(small)
+
+
+def test_middle_band_is_exact_below_the_line(loaded: Engram, workload: Workload) -> None:
+    sizes = Counter(workload.users)
+    # About 1% of the rows (30 to 80 memories), still under the line: exact and complete.
+    mid = sorted(u for u, c in sizes.items() if 30 <= c <= 80)[:4]
+    assert mid
+    recalls = [r for i, u in enumerate(mid) for r in _recall(loaded, workload, u, 5, 100 + i)]
+    assert min(recalls) == 1.0
+    assert all(_plan(loaded))
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2])
+def test_broad_filters_use_the_index_and_keep_recall(
+    loaded: Engram, workload: Workload, rank: int
+) -> None:
+    # The three biggest users: about 30%, 13% and 7% of the rows, all above the line.
+    user, size = Counter(workload.users).most_common(3)[rank]
+    assert size > EXACT_MAX_ROWS
+    recalls = _recall(loaded, workload, user, 30, 200 + rank)
+    assert np.mean(recalls) >= 0.98, recalls
+    assert _plan(loaded) == [False]
+
+
+def test_unfiltered_search_keeps_recall(loaded: Engram, workload: Workload) -> None:
+    recalls = _recall(loaded, workload, None, 30, 300)
+    assert np.mean(recalls) >= 0.98, recalls
+    assert _plan(loaded) == [False]
+
+
+def test_exact_and_index_agree_when_forced(loaded: Engram, workload: Workload) -> None:
+    user = Counter(workload.users).most_common(1)[0][0]
+    q = queries(workload, workload.rows_of(user), 1, 400)[0].tolist()
+    exact = loaded.memories.search(embedding=q, mode="vector", user_id=user, exact=True)
+    approx = loaded.memories.search(embedding=q, mode="vector", user_id=user, exact=False)
+    truth = workload.exact_top(np.asarray(q, dtype=np.float32), workload.rows_of(user))
+    assert [int(h.memory.metadata["n"]) for h in exact] == truth
+    assert len({h.memory.id for h in approx} & {h.memory.id for h in exact}) >= 9
+
+
+def test_halfvec_index_keeps_recall(pg_url: str, workload: Workload) -> None:
+    """vector_type="halfvec": the index stores half precision, rows and exact search keep
+    float32; recall through the index stays high. (A fresh space: the template's is float32.)"""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX memories_embedding_64_cosine_idx")
+        conn.execute("DELETE FROM embedding_indexes")
+    db = open_loaded(pg_url, workload, vector_type="halfvec")
+    try:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = "
+                "'memories_embedding_64_cosine_halfvec_idx'"
+            ).fetchone()
+        assert row is not None and "halfvec(64)" in row[0] and "halfvec_cosine_ops" in row[0]
+        recalls = _recall(db, workload, None, 30, 500)
+        recalls += _recall(db, workload, Counter(workload.users).most_common(1)[0][0], 30, 501)
+        assert np.mean(recalls) >= 0.97, recalls
+        assert _plan(db) == [False, False]
+        got = db.memories.get(db.memories.list(limit=1).items[0].id, with_embedding=True)
+        n = int(got.metadata["n"])
+        stored = np.asarray(got.embedding, dtype=np.float32)
+        assert stored.tobytes() == workload.vectors[n].tobytes()  # rows keep full precision
+    finally:
+        db.close()
