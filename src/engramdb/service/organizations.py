@@ -1,4 +1,4 @@
-"""Organizations (tenants): list, get, create, rename, soft delete."""
+"""Organizations (tenants): list, get, create, rename, soft delete, purge."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from ..models.security import Organization
 from ..store.base import Store
 from .pagination import decode_cursor, encode_cursor, listing_key
 
-__all__ = ["Organizations", "check_organization_id"]
+__all__ = ["DEFAULT_ORGANIZATION", "Organizations", "check_organization_id"]
 
 _ID = re.compile(NAME_ID_PATTERN)
+
+#: The organization every schema starts with (migration 0001) and connections use by default.
+DEFAULT_ORGANIZATION = "default"
 
 
 def check_organization_id(org: str) -> str:
@@ -75,5 +78,20 @@ class Organizations:
             changes["metadata"] = dict(metadata)
         return self._store.update_organization(check_organization_id(org), changes)
 
-    def delete(self, org: str) -> None:
-        self._store.delete_organization(check_organization_id(org))
+    def delete(self, org: str, *, purge: bool = False) -> None:
+        """Soft delete: its API keys and tokens are refused from then on, its data stays.
+
+        ``purge=True`` forgets the tenant: the organization and every row of it in every table
+        (memories, history, vectors, the data model, API keys, usage and audit) go, in one
+        transaction; a soft-deleted organization can be purged, an unknown one is NotFound.
+        The default organization cannot be purged (Conflict): it is where connections that
+        name no organization work.
+        """
+        check_organization_id(org)
+        if purge and org == DEFAULT_ORGANIZATION:
+            raise Conflict(
+                "the default organization cannot be purged: it is where connections that "
+                "name no organization work",
+                details={"id": org},
+            )
+        self._store.delete_organization(org, purge=purge)

@@ -35,8 +35,15 @@ class SecurityStore(Protocol):
 
     def update_organization(self, org: str, changes: Mapping[str, Any]) -> Organization: ...
 
-    def delete_organization(self, org: str) -> None:
-        """Soft delete: its keys stop working at once; its data stays until purged."""
+    def delete_organization(self, org: str, *, purge: bool = False) -> None:
+        """Soft delete: its keys stop working at once; its data stays until purged.
+
+        ``purge``: the organization row and every row of it in every table (memories, history,
+        vectors, the data model, keys and their counters, usage, audit) go in one transaction,
+        by the ``organization_id`` foreign keys' ON DELETE CASCADE; a soft-deleted organization
+        can be purged too. The store also drops what it caches of the organization. Whether an
+        organization may be purged is the service's rule, not the store's.
+        """
         ...
 
     # -- API keys ----------------------------------------------------------------------------------

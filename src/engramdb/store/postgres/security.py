@@ -95,13 +95,21 @@ class SecurityMixin:
             raise NotFound(f"organization {org!r} not found", details={"id": org})
         return Organization.model_validate(row)
 
-    def delete_organization(self, org: str) -> None:
+    def delete_organization(self, org: str, *, purge: bool = False) -> None:
         with self._tx(org) as cur:
-            cur.execute(
-                "UPDATE organizations SET deleted_at = now(), updated_at = now() "
-                "WHERE id = %s AND deleted_at IS NULL RETURNING id",
-                (org,),
-            )
+            if purge:
+                # A large tenant takes longer than the per-statement limit meant for requests;
+                # an explicit purge is allowed to finish (it locks only the tenant's own rows).
+                cur.execute("SET LOCAL statement_timeout = 0")
+                # The cascades run as the tables' owner, which row-level security lets through
+                # (referential actions are exempt from it), so every table follows this row.
+                cur.execute("DELETE FROM organizations WHERE id = %s RETURNING id", (org,))
+            else:
+                cur.execute(
+                    "UPDATE organizations SET deleted_at = now(), updated_at = now() "
+                    "WHERE id = %s AND deleted_at IS NULL RETURNING id",
+                    (org,),
+                )
             if cur.fetchone() is None:
                 raise NotFound(f"organization {org!r} not found", details={"id": org})
 
@@ -259,14 +267,21 @@ class SecurityMixin:
         # security, and executemany would cost a round trip per event.
         types = ("text", "uuid", "uuid", "text", "text", "text", "integer", "real", "integer",
                  "timestamptz")  # fmt: skip
-        statement = sql.SQL("INSERT INTO usage_events ({}) SELECT * FROM unnest({})").format(
+        # Events of an organization purged since they were queued are dropped, not an error
+        # that would take the other organizations' events down with them.
+        statement = sql.SQL(
+            "INSERT INTO usage_events ({}) SELECT * FROM unnest({}) "
+            "WHERE EXISTS (SELECT 1 FROM organizations WHERE id = %s)"
+        ).format(
             sql.SQL(", ").join(map(sql.Identifier, _USAGE_FIELDS)),
             sql.SQL(", ").join(sql.SQL(f"%s::{t}[]") for t in types),
         )
         for org, batch in by_org.items():
             with self._tx(org) as cur:
                 cur.execute("SET LOCAL synchronous_commit = off")  # metering is best effort
-                cur.execute(statement, [[getattr(e, f) for e in batch] for f in _USAGE_FIELDS])
+                cur.execute(
+                    statement, [*([getattr(e, f) for e in batch] for f in _USAGE_FIELDS), org]
+                )
 
     def usage_totals(
         self,

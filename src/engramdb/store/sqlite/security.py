@@ -29,6 +29,7 @@ from .values import from_micros, from_uuid, to_json, to_micros, to_uuid
 
 if TYPE_CHECKING:
     from .connection import Database
+    from .vectors import VectorCache
 
 __all__ = ["SQLiteSecurity"]
 
@@ -106,9 +107,13 @@ class SQLiteSecurity:
     """Mixed into SQLiteStore."""
 
     if TYPE_CHECKING:
+        _vectors: VectorCache
 
         @property
         def db(self) -> Database: ...
+
+        @staticmethod
+        def _trim_vector_changes(conn: Any) -> None: ...
 
     # -- organizations ---------------------------------------------------------------------------
 
@@ -148,7 +153,10 @@ class SQLiteSecurity:
             raise NotFound(f"organization {org!r} not found", details={"id": org})
         return _org(row)
 
-    def delete_organization(self, org: str) -> None:
+    def delete_organization(self, org: str, *, purge: bool = False) -> None:
+        if purge:
+            self._purge_organization(org)
+            return
         now = to_micros(utcnow())
         with self.db.write() as conn:
             row = conn.execute(
@@ -158,6 +166,21 @@ class SQLiteSecurity:
             ).fetchone()
         if row is None:
             raise NotFound(f"organization {org!r} not found", details={"id": org})
+
+    def _purge_organization(self, org: str) -> None:
+        # Every tenant table follows by ON DELETE CASCADE (foreign keys are on for every
+        # connection), the triggers of the schema included: full text, vector change log.
+        with self.db.write() as conn:
+            row = conn.execute(
+                "DELETE FROM organizations WHERE id = ? RETURNING id", (org,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"organization {org!r} not found", details={"id": org})
+            self._trim_vector_changes(conn)
+        # This process's vectors of the organization go now; other processes drop them on
+        # their next search, from the change log (or reload in full if it was trimmed).
+        with self._vectors.lock:
+            self._vectors.forget(org)
 
     # -- API keys ----------------------------------------------------------------------------------
 
@@ -316,9 +339,12 @@ class SQLiteSecurity:
         if not events:
             return
         with self.db.write() as conn:
+            # Events of an organization purged since they were queued are dropped, not an
+            # error that would take the other organizations' events down with them.
             conn.executemany(
                 f"INSERT INTO usage_events ({', '.join(_USAGE_FIELDS)}) "
-                f"VALUES ({', '.join('?' * len(_USAGE_FIELDS))})",
+                f"SELECT {', '.join(f'?{i + 1}' for i in range(len(_USAGE_FIELDS)))} "
+                "WHERE EXISTS (SELECT 1 FROM organizations WHERE id = ?1)",
                 [
                     (
                         e.organization_id, to_uuid(e.id),

@@ -151,7 +151,20 @@ class VectorCache:
     def _drop(self, seq: int) -> None:
         key = self._home.pop(seq, None)
         if key is not None:
-            self._parts[key].remove(seq)
+            part = self._parts[key]
+            part.remove(seq)
+            if part.n == part.dead:  # nothing live (say, a purged organization): free it all
+                del self._parts[key]
+
+    def forget(self, org: str) -> None:
+        """Drop an organization's vectors (it was purged); called with :attr:`lock` held.
+
+        Searching it again loads whatever it holds then, as for an organization never seen.
+        """
+        for key in [k for k in self._parts if k[0] == org]:
+            for seq in self._parts.pop(key).where:
+                self._home.pop(seq, None)
+        self._orgs.discard(org)
 
     def sync(self, conn: sqlite3.Connection, org: str) -> None:
         """Bring the cache up to ``conn``'s snapshot and load ``org`` if it is new.
