@@ -1,13 +1,13 @@
 """``/v1/organizations``: tenants. Callers see their own; operators (admins of the server's home
-organization) list, create and delete any."""
+organization) list, create, delete and purge any (but their own)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from ...errors import NotFound
+from ...errors import Conflict, NotFound
 from ...models.security import Organization
 from ..auth import require, state_of
 from ..context import Principal
@@ -68,10 +68,29 @@ def update_organization(
 
 @router.delete(
     "/{org_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, response_model=None,
-    summary="Soft delete an organization (operators): its keys stop working at once",
+    summary="Soft delete an organization (operators): its keys stop working at once; "
+    "?purge=true forgets it: every row of it, in every table, goes for good",
 )  # fmt: skip
-def delete_organization(request: Request, org_id: str, principal: Operator) -> Any:
-    state_of(request).organizations.delete(org_id)
-    audit(request, principal, "delete", "organization", org_id, before={"id": org_id},
-          organization=org_id)  # fmt: skip
+def delete_organization(
+    request: Request,
+    org_id: str,
+    principal: Operator,
+    purge: Annotated[
+        bool,
+        Query(description="Delete the organization and all its data (memories, history, "
+              "data model, keys, usage, audit) for good, in one transaction; also when it "
+              "is already soft-deleted. The default organization and the caller's own are "
+              "refused (409)."),
+    ] = False,
+) -> Any:  # fmt: skip
+    if purge and org_id == principal.organization:
+        # The caller's keys, and the audit entry of this purge, live there.
+        raise Conflict(
+            "an operator cannot purge the organization it calls from",
+            details={"id": org_id},
+        )
+    state_of(request).organizations.delete(org_id, purge=purge)
+    # A purged organization's own audit log went with it: the entry is the operator's.
+    audit(request, principal, "purge" if purge else "delete", "organization", org_id,
+          before={"id": org_id}, organization=principal.organization if purge else org_id)  # fmt: skip
     return Response(status_code=status.HTTP_204_NO_CONTENT)
