@@ -62,7 +62,7 @@ class Settings:
     vector_type: str = "vector"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
-    hnsw_ef_search: int = 100  # unfiltered searches
+    hnsw_ef_search: int = 150  # unfiltered searches
     hnsw_filtered_ef_search: int = 200  # filtered searches that use the index (broad filters)
     hnsw_max_scan_tuples: int | None = None  # iterative-scan bounds; None keeps pgvector's
     hnsw_scan_mem_multiplier: int | None = None

@@ -112,3 +112,26 @@ def test_halfvec_index_keeps_recall(pg_url: str, workload: Workload) -> None:
         assert stored.tobytes() == workload.vectors[n].tobytes()  # rows keep full precision
     finally:
         db.close()
+
+
+def test_selective_condition_inside_a_broad_scope_is_exact(
+    loaded: Engram, workload: Workload
+) -> None:
+    """A big user's memories narrowed by metadata to a handful: the count that picks the path
+    must include the metadata condition (not just the user's B-tree), or HNSW would be walked
+    for 6 rows among 4,000 and miss most of them."""
+    user = Counter(workload.users).most_common(1)[0][0]
+    rows = workload.rows_of(user)[::200][:6]
+    assert len(rows) == 6
+    for seed in range(5):
+        q = queries(workload, rows, 1, 600 + seed)[0]
+        hits = loaded.memories.search(
+            embedding=q.tolist(),
+            mode="vector",
+            user_id=user,
+            filters={"metadata.n": {"$in": [int(r) for r in rows]}},
+        )
+        found = [int(h.memory.metadata["n"]) for h in hits]
+        assert sorted(found) == sorted(int(r) for r in rows)
+        assert workload.recall(q, rows, found) == 1.0
+    assert _plan(loaded) == [True]

@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from ...filters import FIELDS, And, Cond, Filter, Not, Or
 from ..base import MemoryQuery
 
-__all__ = ["compile_filter", "compile_query"]
+__all__ = ["SCOPE_COLUMNS", "compile_filter", "compile_query", "compile_scope"]
 
 _CMP = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
@@ -129,4 +129,36 @@ def compile_query(
     )
     if query.filter is not None:
         parts.append(compile_filter(query.filter, params, alias))
+    return sql.SQL(" AND ").join(parts)
+
+
+#: Columns with a B-tree led by organization_id (migration 0001), and the id of the primary key.
+SCOPE_COLUMNS = ("agent_id", "user_id", "room_id", "kind")
+
+
+def compile_scope(org: str, query: MemoryQuery, params: list[Any]) -> sql.Composable | None:
+    """The query's condition when it is only scopes: the organization and equalities (or
+    ``in``) on the indexed scope columns, AND-ed; ``None`` when anything else filters.
+
+    Counting such a condition reads the B-tree alone (an index-only scan), so it is the cheap way
+    to size a filter; other conditions (tags, metadata, times, ``as_of``) need the rows.
+    """
+    if query.as_of is not None:
+        return None
+    items: tuple[Filter, ...] = ()
+    if isinstance(query.filter, And):
+        items = query.filter.items
+    elif query.filter is not None:
+        items = (query.filter,)
+    parts: list[sql.Composable] = [sql.SQL("m.organization_id = %s")]
+    params.append(org)
+    for item in items:
+        if not (
+            isinstance(item, Cond)
+            and item.field in SCOPE_COLUMNS
+            and item.op in ("eq", "in")
+            and item.value is not None
+        ):
+            return None
+        parts.append(_cond(item, params, "m"))
     return sql.SQL(" AND ").join(parts)

@@ -30,7 +30,7 @@ from ...migrations import runner
 from ...models import Memory, MemoryVersion, utcnow
 from ...settings import Settings
 from ..base import Capabilities, ImportStats, MemoryQuery, NewMemory, RawHit, SearchSpec
-from .compile import compile_query
+from .compile import compile_query, compile_scope
 from .errors import translate_errors
 from .resources import PostgresResources
 from .security import SecurityMixin
@@ -857,8 +857,10 @@ class PostgresStore(SecurityMixin, PostgresResources):
         parts: list[sql.Composable] = []
         params: list[Any] = []
         # Plans must follow the filter's values (one user has 10 rows, another 50,000): a
-        # generic plan would pick one path for all of them.
-        local = {"plan_cache_mode": "force_custom_plan"}
+        # generic plan would pick one path for all of them. No parallel workers: starting them
+        # costs more than these scans save (at most exact_search_max_rows rows, or an index
+        # walk), and a gated-off list would start them for nothing.
+        local = {"plan_cache_mode": "force_custom_plan", "max_parallel_workers_per_gather": "0"}
         cte: sql.Composable = sql.SQL("")
         probe_key: tuple[Any, ...] | None = None
         line = self.settings.exact_search_max_rows
@@ -895,12 +897,18 @@ class PostgresStore(SecurityMixin, PostgresResources):
 
             if probe_key is not None:
                 # First time for this filter: count its rows up to the line, and let the count
-                # gate which list runs (a one-time filter: the other is never executed).
+                # gate which list runs (a one-time filter: the other is never executed). A
+                # filter of scopes only is counted on its B-tree alone (index-only); any other
+                # condition is counted on the rows, since it may keep far fewer of them.
+                pparams: list[Any] = []
+                scope = compile_scope(org, spec.query, pparams)
+                if scope is None:
+                    scope, pparams = where, wparams
                 cte = sql.SQL(
                     "WITH n AS (SELECT count(*) AS c FROM (SELECT FROM memories m WHERE {} "
                     "LIMIT %s) p) "
-                ).format(where)
-                params.extend([*wparams, line + 1])
+                ).format(scope)
+                params.extend([*pparams, line + 1])
                 vector_list(exact_dist, f" AND (SELECT c FROM n) <= {int(line)}")
                 vector_list(hnsw_dist, f" AND (SELECT c FROM n) > {int(line)}")
             else:
