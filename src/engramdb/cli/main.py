@@ -26,7 +26,7 @@ def _commands() -> dict[str, tuple[str, Command]]:
     }
     for optional in (
         "serve_cmd", "keys_cmd", "backup_cmd", "memories_cmd", "stats_cmd", "mcp_cmd",
-        "import_cmd",
+        "import_cmd", "orgs_cmd",
     ):  # fmt: skip
         try:
             module = __import__(f"{__package__}.{optional}", fromlist=["COMMAND", "HELP"])
