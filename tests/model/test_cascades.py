@@ -189,8 +189,8 @@ def _tenant_tables(backend: str, where: str | Path) -> dict[str, int]:
 
 
 def _purge_organization(backend: str, where: str | Path, org: str) -> None:
-    # There is no purge verb for organizations (the API soft-deletes them); a purge is this one
-    # statement, and every tenant table follows it by ON DELETE CASCADE.
+    # The statement Organizations.delete(org, purge=True) runs (the verb itself is tested in
+    # tests/test_organizations_purge.py): every tenant table follows it by ON DELETE CASCADE.
     if backend == "postgres":
         with psycopg.connect(str(where), autocommit=True) as conn:
             conn.execute("DELETE FROM organizations WHERE id = %s", (org,))
