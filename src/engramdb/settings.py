@@ -66,9 +66,11 @@ class Settings:
     hnsw_filtered_ef_search: int = 200  # filtered searches that use the index (broad filters)
     hnsw_max_scan_tuples: int | None = None  # iterative-scan bounds; None keeps pgvector's
     hnsw_scan_mem_multiplier: int | None = None
-    # Filters matching at most this many rows are searched exactly (over the B-tree-selected rows);
-    # the count is probed once per filter and remembered for search_plan_cache_seconds.
+    # Filters matching at most this many rows, and less than this share of the table, are
+    # searched exactly (over the B-tree-selected rows); others through HNSW. The count is probed
+    # once per filter and remembered for search_plan_cache_seconds.
     exact_search_max_rows: int = 20_000
+    exact_search_max_share: float = 0.5
     search_plan_cache_seconds: int = 60
     agent_config_cache_seconds: int = 5  # agents' memory configuration, read on add and search
     pool_min_size: int = 1
@@ -122,4 +124,6 @@ def _coerce(name: str, raw: str, annotation: Any) -> Any:
         return raw.strip().lower() in ("1", "true", "yes", "on")
     if text.startswith("int"):
         return int(raw)
+    if text.startswith("float"):
+        return float(raw)
     return raw

@@ -28,7 +28,7 @@ def open_loaded(url: str, w: Workload, **settings: Any) -> Engram:
     db = connect(
         url,
         embedder=NoEmbedder(TEST_DIMENSIONS),
-        settings=Settings(exact_search_max_rows=EXACT_MAX_ROWS, **settings),
+        settings=Settings(**{"exact_search_max_rows": EXACT_MAX_ROWS, **settings}),
     )
     records = (
         (

@@ -135,3 +135,21 @@ def test_selective_condition_inside_a_broad_scope_is_exact(
         assert sorted(found) == sorted(int(r) for r in rows)
         assert workload.recall(q, rows, found) == 1.0
     assert _plan(loaded) == [True]
+
+
+def test_a_filter_keeping_most_of_the_table_uses_the_index(pg_url: str, workload: Workload) -> None:
+    """Under the row line, the share of the table decides: an unfiltered search of a small
+    store walks the graph (exact would scan everything for nothing), one user's third of it is
+    searched exactly, as is a user's single memory."""
+    db = open_loaded(pg_url, workload, exact_search_max_rows=20_000)
+    try:
+        sizes = Counter(workload.users)
+        big = sizes.most_common(1)[0][0]
+        tiny = sorted(u for u, c in sizes.items() if c == 1)[0]
+        assert np.mean(_recall(db, workload, None, 20, 700)) >= 0.98
+        assert _plan(db) == [False]
+        assert min(_recall(db, workload, big, 10, 701)) == 1.0
+        assert min(_recall(db, workload, tiny, 2, 702)) == 1.0
+        assert _plan(db) == [False, True, True]
+    finally:
+        db.close()

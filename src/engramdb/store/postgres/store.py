@@ -843,12 +843,14 @@ class PostgresStore(SecurityMixin, PostgresResources):
         """Vector and/or text candidates, each list its own top ``limit``, in one round trip.
 
         The vector list is exact or approximate per query. A filter matching at most
-        ``exact_search_max_rows`` rows is searched exactly: the B-tree indexes on the scope
-        columns select the rows and each distance is computed, which is both complete and
-        faster than walking the graph for few rows. Broader filters walk the HNSW graph with
-        iterative scans (the scan goes on until enough rows pass the filter) and a larger
-        candidate list. Which side of the line a filter falls is counted (up to the line) by the
-        search statement itself the first time, then remembered for a while per filter.
+        ``exact_search_max_rows`` rows, and less than ``exact_search_max_share`` of the table,
+        is searched exactly: the B-tree indexes on the scope columns select the rows and each
+        distance is computed, which is both complete and cheap for few rows. Other filters walk
+        the HNSW graph with iterative scans (the scan goes on until enough rows pass the filter)
+        and a larger candidate list: a subset that big, or that dense, surrounds any query with
+        its own rows, where the graph walk finds them. The filter's rows are counted (up to the
+        line) by the search statement itself the first time, then the choice is remembered for
+        a while per filter.
 
         Each list is one ``SELECT`` of whole rows (no join back to the table), the lists are
         glued with ``UNION ALL``; a memory in both comes twice and is merged here.
@@ -884,7 +886,9 @@ class PostgresStore(SecurityMixin, PostgresResources):
             hnsw_dist = sql.SQL("(m.embedding::{t}({d}) {op} %b::{t}({d}))").format(
                 t=sql.SQL(vtype or "vector"), d=sql.Literal(dim), op=op
             )
-            n_col = sql.SQL(", (SELECT c FROM n) AS _n" if probe_key else ", NULL::int8 AS _n")
+            n_col = sql.SQL(
+                ", (SELECT exact FROM d) AS _exact" if probe_key else ", NULL::bool AS _exact"
+            )
 
             def vector_list(dist: sql.Composable, gate: str) -> None:
                 parts.append(
@@ -904,13 +908,23 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 scope = compile_scope(org, spec.query, pparams)
                 if scope is None:
                     scope, pparams = where, wparams
+                # The table's size comes from the statistics (live rows, kept current by every
+                # commit), so a filter keeping most of the table is known as such for free.
                 cte = sql.SQL(
-                    "WITH n AS (SELECT count(*) AS c FROM (SELECT FROM memories m WHERE {} "
-                    "LIMIT %s) p) "
-                ).format(scope)
+                    "WITH n AS (SELECT count(*) AS c FROM (SELECT FROM memories m WHERE {scope} "
+                    "LIMIT %s) p), d AS (SELECT n.c <= {line} AND n.c < {share} * greatest("
+                    "(SELECT s.n_live_tup FROM pg_stat_user_tables s "
+                    "WHERE s.relid = 'memories'::regclass), "
+                    "(SELECT c.reltuples FROM pg_class c WHERE c.oid = 'memories'::regclass), 1) "
+                    "AS exact FROM n) "
+                ).format(
+                    scope=scope,
+                    line=sql.Literal(line),
+                    share=sql.Literal(float(self.settings.exact_search_max_share)),
+                )
                 params.extend([*pparams, line + 1])
-                vector_list(exact_dist, f" AND (SELECT c FROM n) <= {int(line)}")
-                vector_list(hnsw_dist, f" AND (SELECT c FROM n) > {int(line)}")
+                vector_list(exact_dist, " AND (SELECT exact FROM d)")
+                vector_list(hnsw_dist, " AND NOT (SELECT exact FROM d)")
             else:
                 vector_list(exact_dist if exact else hnsw_dist, "")
             if not exact:
@@ -928,7 +942,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
             parts.append(
                 sql.SQL(
                     "(SELECT {cols}, NULL::float8 AS _dist, ts_rank_cd(m.tsv, q.q) AS _rank, "
-                    "NULL::int8 AS _n FROM memories m, websearch_to_tsquery('english', %s) "
+                    "NULL::bool AS _exact FROM memories m, websearch_to_tsquery('english', %s) "
                     "AS q(q) WHERE {where} AND m.tsv @@ q.q ORDER BY _rank DESC, m.id DESC "
                     "LIMIT %s)"
                 ).format(cols=_cols("m"), where=twhere)
@@ -940,9 +954,9 @@ class PostgresStore(SecurityMixin, PostgresResources):
             org, sql.SQL("{}{}").format(cte, sql.SQL(" UNION ALL ").join(parts)), params, local
         )
         if probe_key is not None and rows:
-            counted = next((r["_n"] for r in rows if r["_n"] is not None), None)
-            if counted is not None:
-                self._plans.put(probe_key, int(counted) <= line)
+            decided = next((r["_exact"] for r in rows if r["_exact"] is not None), None)
+            if decided is not None:
+                self._plans.put(probe_key, bool(decided))
         hits: dict[uuid.UUID, RawHit] = {}
         for r in rows:
             seen = hits.get(r["id"])
