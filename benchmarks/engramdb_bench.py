@@ -49,9 +49,8 @@ from engramdb import Engram, Settings, connect
 from engramdb.embeddings.hashing import HashEmbedder
 
 from .baseline import (
-    PLANS,
-    UNFILTERED_PLANS,
     concurrent_slices,
+    plans_for,
     run_writers,
     single_insert_slice,
 )
@@ -261,8 +260,7 @@ def best_raw_plan(ctx: Context, qs: QuerySet) -> tuple[Measurement | None, str]:
     that returns the wrong rows would reward being wrong.
     """
     target = RECALL_ANY if qs.column is None else RECALL_SCOPED
-    names = UNFILTERED_PLANS if qs.column is None else tuple(p.name for p in PLANS)
-    found = [ctx.find(f"raw.search.{qs.name}.{p}") for p in names]
+    found = [ctx.find(f"raw.search.{qs.name}.{p.name}") for p in plans_for(qs)]
     runs = [m for m in found if m is not None]
     if not runs:
         return None, "no raw measurement for this bucket"

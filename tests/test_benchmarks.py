@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from benchmarks.baseline import concurrent_slices, fresh_ids, run_writers, single_insert_slice
+from benchmarks.baseline import (
+    concurrent_slices,
+    fresh_ids,
+    plans_for,
+    run_writers,
+    single_insert_slice,
+)
 from benchmarks.engramdb_bench import best_raw_plan, open_db, run_import, write_jsonl
 from benchmarks.registry import Context, Measurement, RunConfig
 from benchmarks.workload import KINDS, Workload, WorkloadSpec, generate
@@ -141,3 +147,13 @@ def test_unfiltered_target_is_lower_and_only_unfiltered_plans_count(workload: Wo
     best, _ = best_raw_plan(_ctx(runs), qs)
     assert best is not None and best.name == "raw.search.unfiltered.hnsw"
     assert best_raw_plan(_ctx([]), qs)[0] is None
+
+
+def test_raw_plans_per_bucket(workload: Workload) -> None:
+    unfiltered = [p.name for p in plans_for(workload.query_set("unfiltered"))]
+    assert {"hnsw", "hnsw_ef100", "hnsw_ef200", "exact"} == set(unfiltered)
+    for qs in workload.query_sets[1:]:
+        names = {p.name for p in plans_for(qs)}
+        assert {"planner", "hnsw", "hnsw_iter", "exact"} <= names
+        # The costly iterative scan at ef_search 200 only where it could be the best plan.
+        assert ("hnsw_iter_ef200" in names) == (qs.target is not None and qs.target >= 0.01)
