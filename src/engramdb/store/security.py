@@ -19,7 +19,22 @@ from ..models.security import (
     UsageTotal,
 )
 
-__all__ = ["SecurityStore"]
+__all__ = ["AUDIT_FIELDS", "KEY_FIELDS", "ORG_COLUMNS", "USAGE_FIELDS", "SecurityStore"]
+
+# The columns of the security tables, in the order both backends read and write them.
+KEY_FIELDS = (
+    "id", "organization_id", "prefix", "name", "scopes", "tier", "rate_limit", "monthly_quota",
+    "enabled", "expires_at", "last_used_at", "revoked_at", "created_at", "created_by_id",
+)  # fmt: skip
+ORG_COLUMNS = "id, name, metadata, created_at, updated_at, deleted_at"
+AUDIT_FIELDS = (
+    "organization_id", "id", "actor_type", "actor_id", "action", "resource_type", "resource_id",
+    "before", "after", "request_id", "created_at",
+)  # fmt: skip
+USAGE_FIELDS = (
+    "organization_id", "id", "api_key_id", "subject", "endpoint", "method", "status_code",
+    "latency_ms", "tokens", "created_at",
+)  # fmt: skip
 
 
 class SecurityStore(Protocol):

@@ -21,24 +21,15 @@ from ...models.security import (
     UsageEvent,
     UsageTotal,
 )
+from ..security import AUDIT_FIELDS as _AUDIT_FIELDS
+from ..security import KEY_FIELDS as _KEY_FIELDS
+from ..security import ORG_COLUMNS as _ORG_COLS
+from ..security import USAGE_FIELDS as _USAGE_FIELDS
 
 __all__ = ["SecurityMixin"]
 
-_KEY_FIELDS = (
-    "id", "organization_id", "prefix", "name", "scopes", "tier", "rate_limit", "monthly_quota",
-    "enabled", "expires_at", "last_used_at", "revoked_at", "created_at", "created_by_id",
-)  # fmt: skip
 _KEY_COLS = sql.SQL(", ").join(map(sql.Identifier, _KEY_FIELDS))
 _KEY_CHANGEABLE = ("name", "enabled", "rate_limit", "monthly_quota", "expires_at")
-_ORG_COLS = "id, name, metadata, created_at, updated_at, deleted_at"
-_AUDIT_FIELDS = (
-    "organization_id", "id", "actor_type", "actor_id", "action", "resource_type", "resource_id",
-    "before", "after", "request_id", "created_at",
-)  # fmt: skip
-_USAGE_FIELDS = (
-    "organization_id", "id", "api_key_id", "subject", "endpoint", "method", "status_code",
-    "latency_ms", "tokens", "created_at",
-)  # fmt: skip
 # Serialises first-start key creation across processes starting at once.
 _BOOTSTRAP_LOCK = 0x656E6B6579  # "enkey"
 

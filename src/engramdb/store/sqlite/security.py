@@ -25,6 +25,10 @@ from ...models.security import (
     UsageEvent,
     UsageTotal,
 )
+from ..security import AUDIT_FIELDS as _AUDIT_FIELDS
+from ..security import KEY_FIELDS as _KEY_FIELDS
+from ..security import ORG_COLUMNS as _ORG_COLS
+from ..security import USAGE_FIELDS as _USAGE_FIELDS
 from .values import from_micros, from_uuid, to_json, to_micros, to_uuid
 
 if TYPE_CHECKING:
@@ -33,10 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteSecurity"]
 
-_KEY_FIELDS = (
-    "id", "organization_id", "prefix", "name", "scopes", "tier", "rate_limit", "monthly_quota",
-    "enabled", "expires_at", "last_used_at", "revoked_at", "created_at", "created_by_id",
-)  # fmt: skip
 _KEY_COLS = ", ".join(_KEY_FIELDS)
 _KEY_TIMES = ("expires_at", "last_used_at", "revoked_at", "created_at")
 #: What update_api_key may change, and how each value is stored.
@@ -47,15 +47,6 @@ _KEY_CHANGEABLE: dict[str, Any] = {
     "monthly_quota": lambda v: v,
     "expires_at": to_micros,
 }
-_ORG_COLS = "id, name, metadata, created_at, updated_at, deleted_at"
-_AUDIT_FIELDS = (
-    "organization_id", "id", "actor_type", "actor_id", "action", "resource_type", "resource_id",
-    "before", "after", "request_id", "created_at",
-)  # fmt: skip
-_USAGE_FIELDS = (
-    "organization_id", "id", "api_key_id", "subject", "endpoint", "method", "status_code",
-    "latency_ms", "tokens", "created_at",
-)  # fmt: skip
 #: A key's last_used_at is rewritten at most this often (a hot key would rewrite it per request).
 _LAST_USED_EVERY = timedelta(seconds=5)
 
