@@ -242,3 +242,25 @@ def test_import_cli_errors_name_the_line(
         assert message in err, err
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM memories").fetchone() == (0,)
+
+
+def test_a_failed_single_add_leaves_the_connection_usable(pg_url: str) -> None:
+    """The pipelined add fails as one implicit transaction: the error is the usual one, nothing
+    is written, and the same pooled connection serves the next add."""
+    from engramdb.errors import InvalidInput
+    from engramdb.models import new_id
+    from engramdb.service.engine import content_hash
+    from engramdb.store.base import NewMemory
+
+    with _open(pg_url, pool_min_size=1, pool_max_size=1) as db:
+        store = db.engine.store
+        bad = NewMemory(
+            id=new_id(), kind="semantic", content="x", content_hash=content_hash("x"),
+            agent_id="a", importance=2.0,  # outside the column's CHECK (0..1)
+        )  # fmt: skip
+        with pytest.raises(InvalidInput):
+            store.insert_memories("default", [bad], actor=None)
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT count(*) FROM agents").fetchone() == (0,)
+        good = db.memories.add("fine", agent_id="a", embedding=_vectors(1, 8)[0].tolist())
+        assert db.memories.get(good.id).content == "fine"
