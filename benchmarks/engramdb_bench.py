@@ -139,6 +139,13 @@ def open_db(uri: str, dim: int, **overrides: Any) -> Engram:
     return connect(uri, embedder=HashEmbedder(dim), settings=settings_for(uri, **overrides))
 
 
+def hnsw_params(db: Engram) -> dict[str, Any]:
+    """The index and search settings in force (the raw suite builds m=16, ef_construction=64)."""
+    names = ("vector_type", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
+             "hnsw_filtered_ef_search", "exact_search_max_rows", "exact_search_max_share")  # fmt: skip
+    return {n: getattr(db.settings, n) for n in names if hasattr(db.settings, n)}
+
+
 def import_function() -> tuple[Callable[..., Any] | None, str]:
     """The library function behind ``engramdb import``, if this engramdb has one."""
     try:
@@ -471,7 +478,7 @@ def halfvec_variant(ctx: Context, jsonl: Path) -> None:
             t.seconds,
             baseline="engramdb.import",
             method=how,
-            **overrides,
+            **hnsw_params(db),
         )
     finally:
         db.close()
@@ -543,6 +550,7 @@ def engramdb_suite(ctx: Context) -> None:
                 baseline="raw.copy.empty+indexes",
                 extra={"file_mb": size / 2**20},
                 method=how,
+                **hnsw_params(db),
             )
         finally:
             db.close()

@@ -1,0 +1,269 @@
+"""Issue 6's targets checked against one report: ``python -m benchmarks.targets REPORT.json``.
+
+Prints Markdown tables (engramdb figure, raw baseline, ratio, target, met or not) for the
+engramdb suite's measurements in a report written by ``python -m benchmarks``. Everything comes
+from that one report, so every ratio compares figures taken in the same run. docs/performance.md
+is written from this output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: (engramdb measurement, raw baseline, minimum ratio of rows/s, what).
+INGEST_TARGETS: tuple[tuple[str, str, float, str], ...] = (
+    ("engramdb.import", "raw.copy.empty+indexes", 0.7, "import into an empty store"),
+    ("engramdb.add_many", "raw.copy.indexed", 0.7, "add_many into the live, indexed store"),
+    ("engramdb.add.single", "raw.insert.commit_per_row", 0.8, "single add(), vector given"),
+    ("engramdb.add.single", "raw.insert.concurrent.t1", 0.8, "single add() (2nd raw figure)"),
+)
+SEARCH_P50_RATIO = 1.3
+RECALL_SCOPED = 0.99
+RECALL_ANY = 0.98
+#: The 1M-memories targets (n = 1,000,000 over 1,000 agents).
+AGENT_P95_MS = 10.0
+ANY_P95_MS = 50.0
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def _ms(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:.2f}" if x < 100 else f"{x:,.0f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def _pct(x: Any) -> str:
+    if not isinstance(x, int | float):
+        return ""
+    pct = float(x) * 100
+    return f"{pct:.3g}%" if pct < 1 else f"{pct:.0f}%"
+
+
+class Report:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.by_name: dict[str, dict[str, Any]] = {m["name"]: m for m in data["measurements"]}
+
+    def metric(self, name: str, metric: str) -> float | None:
+        m = self.by_name.get(name)
+        if m is None:
+            return None
+        value = m["metrics"].get(metric)
+        return None if value is None else float(value)
+
+    def rate(self, name: str) -> float | None:
+        return self.metric(name, "rows_per_s")
+
+
+def header(r: Report) -> list[str]:
+    d = r.data
+    mc, sv, wl = d["machine"], d["server"], d["workload"]
+    suites = ", ".join(f"{s['name']} {s['status']} ({s['seconds']:.0f} s)" for s in d["suites"])
+    return [
+        f"Report `{d['name']}` ({d['started_at'][:19]} UTC, git {mc.get('git_commit')}):"
+        f" n = {wl['n']:,}, {wl['agents']} agents, {wl['users']} users, dim {wl['dim']};"
+        f" {d['seconds'] / 60:.1f} min in total ({suites}); load average"
+        f" {mc.get('loadavg_start')} at start, {mc.get('loadavg_end')} at end;"
+        f" PostgreSQL {sv.get('postgresql')}, pgvector {sv.get('pgvector')}.",
+        "",
+    ]
+
+
+def ingest_table(r: Report) -> list[str]:
+    lines = [
+        "| figure | engramdb rows/s | raw baseline | raw rows/s | ratio | target | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, base, minimum, what in INGEST_TARGETS:
+        ours, theirs = r.rate(name), r.rate(base)
+        ratio = ours / theirs if ours and theirs else None
+        ok = None if ratio is None else ratio >= minimum
+        lines.append(
+            f"| {what} (`{name}`) | {_fmt(ours)} | `{base}` | {_fmt(theirs)} |"
+            f" {_fmt(ratio)}x | ≥ {minimum}x | {_verdict(ok)} |"
+        )
+    return lines
+
+
+def concurrency_table(r: Report) -> list[str]:
+    lines = [
+        "| writer threads | engramdb rows/s | p50 ms | p99 ms | raw rows/s | p50 ms | p99 ms"
+        " | ratio | engramdb speedup vs 1 | raw speedup vs 1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    ours1 = r.rate("engramdb.add.concurrent.t1")
+    raw1 = r.rate("raw.insert.concurrent.t1")
+    for t in (1, 2, 4):
+        ours, raw = f"engramdb.add.concurrent.t{t}", f"raw.insert.concurrent.t{t}"
+        a, b = r.rate(ours), r.rate(raw)
+        if a is None and b is None:
+            continue
+        lines.append(
+            f"| {t} | {_fmt(a)} | {_ms(r.metric(ours, 'p50_ms'))} | {_ms(r.metric(ours, 'p99_ms'))}"
+            f" | {_fmt(b)} | {_ms(r.metric(raw, 'p50_ms'))} | {_ms(r.metric(raw, 'p99_ms'))}"
+            f" | {_fmt(a / b if a and b else None)}x"
+            f" | {_fmt(a / ours1 if a and ours1 else None)}x"
+            f" | {_fmt(b / raw1 if b and raw1 else None)}x |"
+        )
+    return lines
+
+
+def search_rows(r: Report, prefix: str = "engramdb.search.") -> list[dict[str, Any]]:
+    rows = []
+    for m in r.data["measurements"]:
+        if not m["name"].startswith(prefix):
+            continue
+        bucket = m["name"][len(prefix) :]
+        base = r.by_name.get(m.get("baseline") or "")
+        scoped = m["params"].get("column") is not None or bucket != "unfiltered"
+        rows.append({"bucket": bucket, "m": m, "base": base, "scoped": scoped})
+    return rows
+
+
+def search_table(r: Report, prefix: str = "engramdb.search.") -> list[str]:
+    lines = [
+        "| bucket | selectivity | engramdb p50 / p95 / p99 ms | recall@10 (min) | best raw plan"
+        " | raw p50 ms | raw recall | p50 ratio | p50 ≤ 1.3x | recall target | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in search_rows(r, prefix):
+        m, base = row["m"], row["base"]
+        x = m["metrics"]
+        target = RECALL_SCOPED if row["scoped"] else RECALL_ANY
+        recall_ok = x["recall"] >= target
+        if base is not None:
+            b = base["metrics"]
+            ratio: float | None = x["p50_ms"] / b["p50_ms"]
+            raw = f"{base['name'].rsplit('.', 1)[-1]} | {_ms(b['p50_ms'])} | {b['recall']:.3f}"
+        else:
+            ratio, raw = None, "n/a | n/a | n/a"
+        p50_ok = None if ratio is None else ratio <= SEARCH_P50_RATIO
+        lines.append(
+            f"| {row['bucket']} | {_pct(m['params'].get('selectivity'))}"
+            f" | {_ms(x['p50_ms'])} / {_ms(x['p95_ms'])} / {_ms(x['p99_ms'])}"
+            f" | {x['recall']:.3f} ({x['recall_min']:.1f}) | {raw} | {_fmt(ratio)}x"
+            f" | {_verdict(p50_ok)} | ≥ {target}: {_verdict(recall_ok)}"
+            f" | {_verdict(bool(p50_ok) and recall_ok)} |"
+        )
+    return lines
+
+
+def scale_targets(r: Report) -> list[str]:
+    """The 1M targets, evaluated on whatever size this report is (labelled as such)."""
+    wl = r.data["workload"]
+    rows = search_rows(r)
+    agent = next((row for row in rows if row["bucket"] == "agent"), None)
+    worst = max(rows, key=lambda row: row["m"]["metrics"]["p95_ms"], default=None)
+    lines = [
+        f"At n = {wl['n']:,} over {wl['agents']} agents (the targets are set for 1,000,000 over"
+        " 1,000 agents):",
+        "",
+    ]
+    if agent is not None:
+        x = agent["m"]["metrics"]
+        ok = x["p95_ms"] <= AGENT_P95_MS and x["recall"] >= RECALL_SCOPED
+        lines.append(
+            f"- per-agent search p95 {_ms(x['p95_ms'])} ms at recall {x['recall']:.3f}"
+            f" (target ≤ {AGENT_P95_MS:g} ms at ≥ {RECALL_SCOPED}): {_verdict(ok)}"
+        )
+    if worst is not None:
+        x = worst["m"]["metrics"]
+        lines.append(
+            f"- slowest bucket p95: {worst['bucket']} {_ms(x['p95_ms'])} ms"
+            f" (target ≤ {ANY_P95_MS:g} ms at any selectivity):"
+            f" {_verdict(x['p95_ms'] <= ANY_P95_MS)}"
+        )
+    return lines
+
+
+def other_table(r: Report) -> list[str]:
+    """Hybrid, half precision, memory and sizes: for reference, no target."""
+    lines = ["| measurement | p50 ms | p95 ms | p99 ms | recall@10 | compared with | ratio |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for m in r.data["measurements"]:
+        if not m["name"].startswith(("engramdb.hybrid.", "engramdb.halfvec.search.")):
+            continue
+        x = m["metrics"]
+        recall = x.get("recall", m["params"].get("vector_recall"))
+        base = m.get("baseline")
+        ratio = m.get("ratio_to_baseline")
+        lines.append(
+            f"| `{m['name']}` | {_ms(x['p50_ms'])} | {_ms(x['p95_ms'])} | {_ms(x['p99_ms'])}"
+            f" | {_fmt(recall)} | {f'`{base}`' if base else '-'} | "
+            f"{_fmt(ratio) + 'x' if ratio is not None else '-'} |"
+        )
+    return lines
+
+
+def resources(r: Report) -> list[str]:
+    out = []
+    for name in ("engramdb.vacuum_analyze", "engramdb.halfvec.vacuum_analyze", "engramdb.session"):
+        m = r.by_name.get(name)
+        if m is None:
+            continue
+        details = ", ".join(f"{k} = {_fmt(v)}" for k, v in m["metrics"].items())
+        out.append(f"- `{name}`: {details}")
+    for name in ("raw.index.hnsw", "raw.copy.empty"):
+        m = r.by_name.get(name)
+        if m is not None:
+            out.append(
+                f"- `{name}`: "
+                + ", ".join(f"{k} = {_fmt(v)}" for k, v in m["metrics"].items())
+                + ", ".join(f", {k} = {_fmt(v)}" for k, v in m["params"].items() if "mb" in k)
+            )
+    return out
+
+
+def render(r: Report) -> str:
+    parts = [
+        *header(r),
+        "Ingest (rows/s, higher is better):",
+        "",
+        *ingest_table(r),
+        "",
+        "Concurrent single adds (durable commit each):",
+        "",
+        *concurrency_table(r),
+        "",
+        "Search, top-10 (latency: client wall time per query, sequential):",
+        "",
+        *search_table(r),
+        "",
+        *scale_targets(r),
+        "",
+        "Reference figures:",
+        "",
+        *other_table(r),
+        "",
+        *resources(r),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.targets", description=__doc__)
+    p.add_argument("report", type=Path, help="a results/*.json written by python -m benchmarks")
+    args = p.parse_args(argv)
+    print(render(Report(json.loads(args.report.read_text()))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
