@@ -7,6 +7,7 @@ one round trip (the tenant setting, then the statement), and batches go through 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -123,6 +124,58 @@ def default_pool_size() -> int:
 def _index_name(dimensions: int, metric: str, vector_type: str) -> str:
     suffix = "" if vector_type == "vector" else f"_{vector_type}"
     return f"memories_embedding_{dimensions}_{metric}{suffix}_idx"
+
+
+@functools.cache
+def _insert_one_sql(named: tuple[bool, bool, bool], unique: bool) -> sql.SQL:
+    """The single-row insert of :meth:`PostgresStore._insert_one`, rendered once per shape
+    (which of agent, user and room the row names; whether it is deduplicated): composing it for
+    every add cost more client CPU than the rest of the add."""
+    ctes: list[sql.Composable] = []
+    for i, ((table, _), present) in enumerate(zip(_SCOPES, named, strict=True)):
+        if present:
+            ctes.append(
+                sql.SQL(
+                    "s{} AS (INSERT INTO {} (organization_id, id) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING)"
+                ).format(sql.SQL(str(i)), sql.Identifier(table))
+            )
+    ctes.append(
+        sql.SQL(
+            "ins AS (INSERT INTO memories ({fields}) VALUES ({ph}) "
+            "ON CONFLICT {target} DO NOTHING RETURNING {cols})"
+        ).format(
+            fields=sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS)),
+            ph=sql.SQL(", ").join(sql.Placeholder() * len(_INSERT_FIELDS)),
+            target=_UNIQUE_TARGET,
+            cols=sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS)),
+        )
+    )
+    query: sql.Composable = sql.SQL("WITH {} SELECT true AS _created, {} FROM ins").format(
+        sql.SQL(", ").join(ctes), sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS))
+    )
+    if unique:
+        # The existing live copy, read in the same statement when nothing was inserted. Each
+        # condition is an equality or IS NULL, so the unique index finds it.
+        conds: list[sql.Composable] = [sql.SQL("m.organization_id = %s"), sql.SQL("m.kind = %s")]
+        for (_, attr), present in zip(_SCOPES, named, strict=True):
+            test = "m.{} = %s" if present else "m.{} IS NULL"
+            conds.append(sql.SQL(test).format(sql.Identifier(attr)))
+        conds.append(sql.SQL("m.content_hash = %s"))
+        query = sql.SQL(
+            "{} UNION ALL SELECT false, {} FROM memories m WHERE NOT EXISTS "
+            "(SELECT FROM ins) AND m.is_unique AND m.deleted_at IS NULL AND {}"
+        ).format(query, _cols("m"), sql.SQL(" AND ").join(conds))
+    return _render(query)
+
+
+@functools.cache
+def _set_config_sql(count: int) -> sql.SQL:
+    return _render(
+        sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in range(count))
+        )
+    )
 
 
 class _TtlCache:
@@ -321,15 +374,12 @@ class PostgresStore(SecurityMixin, PostgresResources):
             with conn.pipeline():
                 if settings:
                     conn.execute(
-                        sql.SQL("SELECT {}").format(
-                            sql.SQL(", ").join(
-                                sql.SQL("set_config(%s, %s, true)") for _ in settings
-                            )
-                        ),
-                        [x for kv in settings.items() for x in kv],
+                        _set_config_sql(len(settings)), [x for kv in settings.items() for x in kv]
                     )
                 cur.execute(query, params)
-            return cur.fetchall() if cur.description is not None else []
+            # pgresult, not description: description builds a Column per field on each call.
+            res = cur.pgresult
+            return cur.fetchall() if res is not None and res.nfields else []
 
     # -- organizations and embedding spaces ----------------------------------------------------
 
@@ -462,55 +512,17 @@ class PostgresStore(SecurityMixin, PostgresResources):
     ) -> list[tuple[Memory, bool]]:
         """One row in one statement and one round trip: the scopes it names are registered, the
         row is inserted, and when it is a duplicate the existing memory comes back instead."""
+        scopes = [getattr(row, attr) for _, attr in _SCOPES]
+        named = (scopes[0] is not None, scopes[1] is not None, scopes[2] is not None)
         params: list[Any] = []
-        ctes: list[sql.Composable] = []
-        for i, (table, attr) in enumerate(_SCOPES):
-            value = getattr(row, attr)
+        for value in scopes:
             if value is not None:
-                ctes.append(
-                    sql.SQL(
-                        "s{} AS (INSERT INTO {} (organization_id, id) VALUES (%s, %s) "
-                        "ON CONFLICT DO NOTHING)"
-                    ).format(sql.SQL(str(i)), sql.Identifier(table))
-                )
                 params.extend([org, value])
-        ctes.append(
-            sql.SQL(
-                "ins AS (INSERT INTO memories ({fields}) VALUES ({ph}) "
-                "ON CONFLICT {target} DO NOTHING RETURNING {cols})"
-            ).format(
-                fields=sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS)),
-                ph=sql.SQL(", ").join(sql.Placeholder() * len(_INSERT_FIELDS)),
-                target=_UNIQUE_TARGET,
-                cols=sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS)),
-            )
-        )
         params.extend(self._values(org, row, actor, now))
-        query: sql.Composed = sql.SQL("WITH {} SELECT true AS _created, {} FROM ins").format(
-            sql.SQL(", ").join(ctes), sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS))
-        )
         if row.is_unique:
-            # The existing live copy, read in the same statement when nothing was inserted. Each
-            # condition is an equality or IS NULL, so the unique index finds it.
-            conds: list[sql.Composable] = [
-                sql.SQL("m.organization_id = %s"),
-                sql.SQL("m.kind = %s"),
-            ]
-            params.extend([org, row.kind])
-            for attr in ("agent_id", "user_id", "room_id"):
-                value = getattr(row, attr)
-                if value is None:
-                    conds.append(sql.SQL("m.{} IS NULL").format(sql.Identifier(attr)))
-                else:
-                    conds.append(sql.SQL("m.{} = %s").format(sql.Identifier(attr)))
-                    params.append(value)
-            conds.append(sql.SQL("m.content_hash = %s"))
-            params.append(row.content_hash)
-            query = sql.SQL(
-                "{} UNION ALL SELECT false, {} FROM memories m WHERE NOT EXISTS "
-                "(SELECT FROM ins) AND m.is_unique AND m.deleted_at IS NULL AND {}"
-            ).format(query, _cols("m"), sql.SQL(" AND ").join(conds))
-        return [(_to_memory(r), bool(r["_created"])) for r in self._round_trip(org, query, params)]
+            params.extend([org, row.kind, *(v for v in scopes if v is not None), row.content_hash])
+        rows = self._round_trip(org, _insert_one_sql(named, row.is_unique), params)
+        return [(_to_memory(r), bool(r["_created"])) for r in rows]
 
     def _stage(
         self,
