@@ -20,8 +20,9 @@ Measured, in this order, in a fresh database migrated by ``connect``:
 5. ``engramdb.add.concurrent.t<T>``: ``add()`` from T threads sharing one ``connect()``.
    Baseline: ``raw.insert.concurrent.t<T>`` (the same rows, T threads on T connections).
 6. ``engramdb.session``: client RSS and the server's memory (PSS of every PostgreSQL process).
-7. ``engramdb.halfvec.*``: if the installed engramdb has a half-precision storage setting, the
-   same import and searches with it. Baseline: the float32 figures of step 1 and 2.
+7. ``engramdb.halfvec.*``: if the installed engramdb has a half-precision setting, the same
+   import and searches with it (up to :data:`HALFVEC_MAX_N` memories). Baseline: the float32
+   figures of step 1 and 2.
 
 Search measurements carry a note saying whether the issue's target (p50 ≤ 1.3x the best raw
 plan; recall@k ≥ 0.99 with a scope filter, ≥ 0.98 without) is met in this run.
@@ -71,6 +72,9 @@ JSONL_CHUNK = 2_000
 ADD_MANY_BATCH = 1_000
 #: Queries per bucket for the hybrid (reference) and half-precision measurements.
 SIDE_QUERIES = 200
+#: The half-precision variant imports the whole workload again (a second HNSW build): up to
+#: this size only, so that a 1M run stays within the hour on a 2-core machine.
+HALFVEC_MAX_N = 200_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +470,9 @@ def halfvec_variant(ctx: Context, jsonl: Path) -> None:
         ctx.log("no half-precision setting in this engramdb: halfvec variant skipped")
         return
     cfg, w = ctx.config, ctx.workload
+    if len(w.base) > HALFVEC_MAX_N:
+        ctx.log(f"halfvec variant skipped above {HALFVEC_MAX_N:,} memories (a second index build)")
+        return
     uri = ctx.database("halfvec")
     db = open_db(uri, cfg.dim, **overrides)
     try:

@@ -28,6 +28,7 @@ RECALL_ANY = 0.98
 #: The 1M-memories targets (n = 1,000,000 over 1,000 agents).
 AGENT_P95_MS = 10.0
 ANY_P95_MS = 50.0
+HTTP_EXTRA_MS = 2.0
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -192,6 +193,37 @@ def scale_targets(r: Report) -> list[str]:
     return lines
 
 
+def http_target(r: Report) -> list[str]:
+    """Over HTTP, p50 ≤ raw + 2 ms: one client's unfiltered search (the http suite) against the
+    best raw unfiltered plan. The http suite's store holds min(n, 20,000) memories."""
+    http = r.by_name.get("http.search.c1.latency")
+    inproc = r.by_name.get("http.inprocess.search.c1.latency")
+    base = r.by_name.get(
+        next(
+            (
+                m["baseline"]
+                for m in r.data["measurements"]
+                if m["name"] == "engramdb.search.unfiltered" and m.get("baseline")
+            ),
+            "",
+        )
+    )
+    if http is None or base is None:
+        return ["- HTTP: no http suite figures in this report"]
+    h, b = http["metrics"]["p50_ms"], base["metrics"]["p50_ms"]
+    lines = [
+        f"- HTTP search, 1 client: p50 {_ms(h)} ms = best raw ({base['name']}) {_ms(b)} ms"
+        f" + {_ms(h - b)} ms (target ≤ raw + {HTTP_EXTRA_MS:g} ms): {_verdict(h - b <= HTTP_EXTRA_MS)}"
+    ]
+    if inproc is not None:
+        i = inproc["metrics"]["p50_ms"]
+        lines.append(
+            f"  (in process on the same store: p50 {_ms(i)} ms, so the HTTP layer adds"
+            f" {_ms(h - i)} ms)"
+        )
+    return lines
+
+
 def other_table(r: Report) -> list[str]:
     """Hybrid, half precision, memory and sizes: for reference, no target."""
     lines = ["| measurement | p50 ms | p95 ms | p99 ms | recall@10 | compared with | ratio |"]
@@ -246,6 +278,8 @@ def render(r: Report) -> str:
         *search_table(r),
         "",
         *scale_targets(r),
+        "",
+        *http_target(r),
         "",
         "Reference figures:",
         "",
