@@ -61,7 +61,7 @@ class Settings:
     # built (a new embedding space, or an import into an empty one).
     vector_type: str = "vector"
     hnsw_m: int = 16
-    hnsw_ef_construction: int = 128  # pgvector's 64 misses whole clusters from ~300k rows
+    hnsw_ef_construction: int = 64  # 128 for large stores: see docs/embeddings.md
     hnsw_ef_search: int = 150  # unfiltered searches
     hnsw_filtered_ef_search: int = 200  # filtered searches that use the index (broad filters)
     hnsw_max_scan_tuples: int | None = None  # iterative-scan bounds; None keeps pgvector's

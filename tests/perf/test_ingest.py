@@ -21,6 +21,7 @@ import pytest
 from psycopg import pq
 
 from engramdb import Engram, Settings, connect
+from engramdb import errors as engramdb_errors
 from engramdb.embeddings.none import NoEmbedder
 from engramdb.service.importer import import_records
 from engramdb.store.postgres import PostgresStore
@@ -264,3 +265,47 @@ def test_a_failed_single_add_leaves_the_connection_usable(pg_url: str) -> None:
             assert conn.execute("SELECT count(*) FROM agents").fetchone() == (0,)
         good = db.memories.add("fine", agent_id="a", embedding=_vectors(1, 8)[0].tolist())
         assert db.memories.get(good.id).content == "fine"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["postgres", "sqlite-memory"])
+def test_import_checks_related_ids_inside_its_transaction(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """related_ids are checked by the store in the import's transaction: the preparing thread
+    never reads memories, which the fast path holds locked (and :memory: SQLite holds its one
+    connection). A missing one fails the whole import with its line."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else "sqlite://:memory:"
+    vec = _vectors(4, 9)
+    with _open(url) as db:
+        target = db.memories.add("the target", embedding=vec[0].tolist())
+        good = [
+            (1, {"content": "first", "embedding": vec[1].tolist()}),
+            (
+                2,
+                {"content": "links", "related_ids": [str(target.id)], "embedding": vec[2].tolist()},
+            ),
+        ]
+        # rebuild_index=True: the index is dropped and the table locked for the load.
+        stats = import_records(db.memories, iter(good), rebuild_index=True)
+        assert (stats.rows, stats.created) == (2, 2)
+        [linked] = [m for m in db.memories.list().items if m.content == "links"]
+        assert linked.related_ids == [target.id]
+        assert [m.id for m in db.memories.related(linked.id)] == [target.id]
+        missing = uuid.uuid4()
+        bad = [
+            (1, {"content": "fine", "embedding": vec[3].tolist()}),
+            (
+                7,
+                {
+                    "content": "dangling",
+                    "related_ids": [str(missing)],
+                    "embedding": vec[3].tolist(),
+                },
+            ),
+        ]
+        with pytest.raises(engramdb_errors.InvalidInput, match=f"line 7: related memory {missing}"):
+            import_records(db.memories, iter(bad), batch_size=1)
+        assert sorted(m.content for m in db.memories.list().items) == [
+            "first", "links", "the target",
+        ]  # fmt: skip

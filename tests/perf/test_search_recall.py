@@ -88,12 +88,12 @@ def test_exact_and_index_agree_when_forced(loaded: Engram, workload: Workload) -
 
 def test_halfvec_index_keeps_recall(pg_url: str, workload: Workload) -> None:
     """vector_type="halfvec": the index stores half precision, rows and exact search keep
-    float32; recall through the index stays high. (A fresh space: the template's is float32.)"""
+    float32; recall through the index stays high. The template's float32 index is dropped: a
+    registered index that is gone is built again with the current settings."""
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DROP INDEX memories_embedding_64_cosine_idx")
-        conn.execute("DELETE FROM embedding_indexes")
     db = open_loaded(pg_url, workload, vector_type="halfvec")
     try:
         with psycopg.connect(pg_url) as conn:

@@ -42,6 +42,9 @@ def import_records(
 
     Records are parsed, validated and embedded in a second thread while the database loads the
     previous batch: the two take about as long as each other, and this machine has two cores.
+    That thread reads nothing from the memories table (the import may hold it locked): the
+    store checks ``related_ids`` inside its transaction, and a missing one is reported here
+    with its line.
     """
     engine = memories._engine
     if not 1 <= batch_size <= engine.settings.limits.max_batch:
@@ -49,16 +52,13 @@ def import_records(
     engine.store.ensure_embedding_space(engine.dimensions, engine.settings.metric)
     graph = MemoryGraph(memories)
     links: list[tuple[uuid.UUID, uuid.UUID]] = []
+    lines: dict[uuid.UUID, int] = {}  # rows naming related memories -> their line, for errors
 
     def rows(chunk: list[tuple[int, MemoryInput, Any]]) -> list[NewMemory]:
         prepared = memories._retain([item for _, item, _ in chunk])
         vectors: list[Any] = []
         todo: list[int] = []
-        for i, ((line, _, given), item) in enumerate(zip(chunk, prepared, strict=True)):
-            try:
-                graph.validate_related(item.related_ids)
-            except NotFound as exc:
-                raise InvalidInput(f"line {line}: {exc.message}", details=exc.details) from None
+        for i, ((line, _, given), _item) in enumerate(zip(chunk, prepared, strict=True)):
             if given is None:
                 todo.append(i)
                 vectors.append(None)
@@ -72,7 +72,10 @@ def import_records(
             ):
                 vectors[i] = vec
         out = [memories._to_new(p, v) for p, v in zip(prepared, vectors, strict=True)]
-        links.extend((r.id, rid) for r in out for rid in r.related_ids)
+        for (line, _, _), r in zip(chunk, out, strict=True):
+            if r.related_ids:
+                lines[r.id] = line
+                links.extend((r.id, rid) for rid in r.related_ids)
         return out
 
     def batches() -> Iterator[list[NewMemory]]:
@@ -89,16 +92,23 @@ def import_records(
         if chunk:
             yield rows(chunk)
 
-    with _Prefetch(batches()) as prefetched:
-        stats = engine.store.import_memories(
-            memories._org,
-            prefetched,
-            actor=memories._actor,
-            dimensions=engine.dimensions,
-            metric=engine.settings.metric,
-            rebuild_index=rebuild_index,
-            on_progress=on_progress,
-        )
+    try:
+        with _Prefetch(batches()) as prefetched:
+            stats = engine.store.import_memories(
+                memories._org,
+                prefetched,
+                actor=memories._actor,
+                dimensions=engine.dimensions,
+                metric=engine.settings.metric,
+                rebuild_index=rebuild_index,
+                on_progress=on_progress,
+            )
+    except NotFound as exc:
+        row = exc.details.get("memory")
+        line = None if row is None else lines.get(uuid.UUID(str(row)))
+        if line is None:
+            raise
+        raise InvalidInput(f"line {line}: {exc.message}", details=exc.details) from None
     for source, target in links:
         try:
             graph.link(source, target, "related")

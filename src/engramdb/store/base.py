@@ -160,7 +160,9 @@ class Store(SecurityStore, ResourceStore, Protocol):
         """Write every batch in ONE transaction: all or nothing, and an exception raised while
         the batches are produced (bad input further down a file) rolls the whole import back.
 
-        Dedup as in :meth:`insert_memories`. ``rebuild_index``: load without the vector index of
+        Dedup as in :meth:`insert_memories`. Each row's ``related_ids`` must name live memories
+        of the organization (checked in the transaction; NotFound with ``details["memory"]``, the
+        row's id, otherwise). ``rebuild_index``: load without the vector index of
         the (``dimensions``, ``metric``) space and build it once at the end; ``None`` lets the
         store decide (PostgreSQL does when the space holds no vectors yet and it may run DDL).
         """

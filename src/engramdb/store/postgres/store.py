@@ -413,13 +413,19 @@ class PostgresStore(SecurityMixin, PostgresResources):
             # One process builds, the others wait for it and then find it registered.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('engramdb_embedding_indexes'))")
             cur.execute(
-                "SELECT 1 FROM embedding_indexes WHERE dimensions = %s AND metric = %s", key
+                "SELECT to_regclass(index_name) IS NOT NULL AS present FROM embedding_indexes "
+                "WHERE dimensions = %s AND metric = %s",
+                key,
             )
-            if cur.fetchone() is None:
+            row = cur.fetchone()
+            if row is None or not row["present"]:
+                # Registered but gone: an operator dropped it to have it rebuilt with the
+                # current settings (hnsw_m, hnsw_ef_construction, vector_type).
                 cur.execute(self._index_ddl(name, dimensions, metric, vtype))
                 cur.execute(
                     "INSERT INTO embedding_indexes (dimensions, metric, index_name) "
-                    "VALUES (%s, %s, %s)",
+                    "VALUES (%s, %s, %s) ON CONFLICT (dimensions, metric) "
+                    "DO UPDATE SET index_name = excluded.index_name",
                     (dimensions, metric, name),
                 )
         self._spaces[key] = self._lookup_index(dimensions, metric)
@@ -629,6 +635,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
             for batch in batches:
                 if not batch:
                     continue
+                self._check_related(cur, org, batch)
                 self._stage(cur, org, batch, actor, now)
                 cur.execute(self._insert_staged(returning=sql.SQL("m.id")))
                 created = cur.rowcount
@@ -665,6 +672,30 @@ class PostgresStore(SecurityMixin, PostgresResources):
         if on_progress is not None:
             on_progress(stats)
         return stats
+
+    @staticmethod
+    def _check_related(
+        cur: psycopg.Cursor[dict[str, Any]], org: str, rows: Sequence[NewMemory]
+    ) -> None:
+        """Every ``related_ids`` entry names a live memory (this transaction's included)."""
+        related = sorted({rid for r in rows for rid in r.related_ids})
+        if not related:
+            return
+        cur.execute(
+            "SELECT array(SELECT x FROM unnest(%s::uuid[]) AS x WHERE NOT EXISTS (SELECT 1 "
+            "FROM memories m WHERE m.organization_id = %s AND m.id = x AND m.deleted_at IS NULL)"
+            ") AS missing",
+            (related, org),
+        )
+        row = cur.fetchone()
+        missing = set(row["missing"]) if row is not None else set()
+        for r in rows:
+            for rid in r.related_ids:
+                if rid in missing:
+                    raise NotFound(
+                        f"related memory {rid} not found",
+                        details={"memory": str(r.id), "related_id": str(rid)},
+                    )
 
     def _detach_index(
         self,

@@ -25,6 +25,7 @@ from .text import fts_query
 from .values import (
     MEMORY_FIELDS,
     from_micros,
+    from_uuid,
     memory_columns,
     row_to_memory,
     to_json,
@@ -224,10 +225,15 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
         stats = ImportStats()
         now = to_micros(utcnow())
         assert now is not None
+        if self._target.memory:
+            # One shared connection: whatever produces the batches may read through it, which
+            # it cannot do inside the write transaction, so they are all produced first.
+            batches = [list(b) for b in batches]
         with self.db.write() as conn:
             for batch in batches:
                 if not batch:
                     continue
+                self._check_related(conn, org, batch)
                 before = self._write_rows(conn, org, batch, actor, now)
                 (created,) = conn.execute(
                     "SELECT count(*) FROM memories WHERE seq > ?", (before,)
@@ -241,6 +247,29 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
         if on_progress is not None:
             on_progress(stats)
         return stats
+
+    @staticmethod
+    def _check_related(conn: Any, org: str, rows: Sequence[NewMemory]) -> None:
+        """Every ``related_ids`` entry names a live memory (this transaction's included)."""
+        related = sorted({rid for r in rows for rid in r.related_ids})
+        if not related:
+            return
+        marks = ", ".join("?" * len(related))
+        found = {
+            from_uuid(x)
+            for (x,) in conn.execute(
+                f"SELECT m.id FROM memories m WHERE m.organization_id = ? "
+                f"AND m.deleted_at IS NULL AND m.id IN ({marks})",
+                (org, *(to_uuid(r) for r in related)),
+            )
+        }
+        for r in rows:
+            for rid in r.related_ids:
+                if rid not in found:
+                    raise NotFound(
+                        f"related memory {rid} not found",
+                        details={"memory": str(r.id), "related_id": str(rid)},
+                    )
 
     @staticmethod
     def _find_duplicates(
