@@ -117,11 +117,15 @@ def test_a_full_queue_wakes_the_writer(app: FastAPI, pg_url: str) -> None:
         for _ in range(20):
             recorder.record(organization_id="acme", endpoint="/x", method="GET",
                             status_code=200, latency_ms=1.0)  # fmt: skip
+        # The interval is an hour: only the full queue can have woken the writer. `pending`
+        # drops when the writer takes the batch, before its insert commits: wait for the rows.
         deadline = time.monotonic() + 10
-        while recorder.pending and time.monotonic() < deadline:
+        written = 0
+        while written < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
+            written = owner_rows(pg_url, "SELECT count(*) AS n FROM usage_events")[0]["n"]
         assert recorder.pending == 0
-        assert owner_rows(pg_url, "SELECT count(*) AS n FROM usage_events")[0]["n"] == 20
+        assert written == 20
     finally:
         recorder.close()
 
