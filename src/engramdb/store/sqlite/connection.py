@@ -52,11 +52,31 @@ class Target:
             )
             conn.execute("PRAGMA foreign_keys = ON")
             if not self.memory:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _enter_wal(conn, timeout_s)
                 # In WAL mode NORMAL never corrupts; a power loss may drop the last commits.
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_function("engram_jsonb_contains", 2, jsonb_contains, deterministic=True)
         return conn
+
+
+def _enter_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
+
+    SQLite does not call the busy handler for every lock this pragma takes: while another process
+    converts a new file to WAL or migrates it, the pragma can fail at once with "database is
+    locked" although the connection's timeout has not passed. Retry it until that timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def parse_url(url: str) -> Target:
