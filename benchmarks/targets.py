@@ -165,6 +165,25 @@ def search_table(r: Report, prefix: str = "engramdb.search.") -> list[str]:
     return lines
 
 
+def raw_plans_table(r: Report) -> list[str]:
+    """Every raw plan per bucket: p50 ms and recall, the landscape the best plan is picked from."""
+    plans: list[str] = []
+    cells: dict[str, dict[str, str]] = {}
+    for m in r.data["measurements"]:
+        name = m["name"]
+        if not name.startswith("raw.search."):
+            continue
+        bucket, plan = name[len("raw.search.") :].rsplit(".", 1)
+        if plan not in plans:
+            plans.append(plan)
+        x = m["metrics"]
+        cells.setdefault(bucket, {})[plan] = f"{_ms(x['p50_ms'])} ms, {x['recall']:.3f}"
+    lines = ["| bucket | " + " | ".join(plans) + " |", "|---|" + "---|" * len(plans)]
+    for bucket, row in cells.items():
+        lines.append(f"| {bucket} | " + " | ".join(row.get(p, "-") for p in plans) + " |")
+    return lines
+
+
 def scale_targets(r: Report) -> list[str]:
     """The 1M targets, evaluated on whatever size this report is (labelled as such)."""
     wl = r.data["workload"]
@@ -280,6 +299,10 @@ def render(r: Report) -> str:
         *scale_targets(r),
         "",
         *http_target(r),
+        "",
+        "Raw pgvector plans (p50, recall@10):",
+        "",
+        *raw_plans_table(r),
         "",
         "Reference figures:",
         "",
