@@ -144,7 +144,7 @@ def open_db(uri: str, dim: int, **overrides: Any) -> Engram:
 
 
 def hnsw_params(db: Engram) -> dict[str, Any]:
-    """The index and search settings in force (the raw suite builds m=16, ef_construction=64)."""
+    """The index and search settings in force (the raw suite builds the same graph)."""
     names = ("vector_type", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
              "hnsw_filtered_ef_search", "exact_search_max_rows", "exact_search_max_share")  # fmt: skip
     return {n: getattr(db.settings, n) for n in names if hasattr(db.settings, n)}
