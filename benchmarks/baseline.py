@@ -141,7 +141,7 @@ PLANS: tuple[Plan, ...] = (
         uses_hnsw=False,
     ),
     # Larger candidate lists: what raw pgvector needs for the recall a library may promise
-    # (engramdb's defaults are ef_search 200 unfiltered, 300 for filtered HNSW searches), so
+    # (engramdb's default is ef_search 300, unfiltered and for filtered HNSW searches), so
     # that "the best raw plan at that recall" exists for the comparison.
     Plan(
         "hnsw_ef100",
@@ -158,6 +158,14 @@ PLANS: tuple[Plan, ...] = (
         exact=False,
         uses_hnsw=True,
         ef_search=200,
+    ),
+    Plan(
+        "hnsw_ef300",
+        "HNSW, ef_search = 300",
+        {"enable_sort": "off", "hnsw.iterative_scan": "off"},
+        exact=False,
+        uses_hnsw=True,
+        ef_search=300,
     ),
     Plan(
         "hnsw_iter_ef200",
@@ -181,7 +189,7 @@ PLANS: tuple[Plan, ...] = (
 )
 PLAN_BY_NAME = {p.name: p for p in PLANS}
 #: Unfiltered searches: iterative scan and the planner add nothing over plain HNSW there.
-UNFILTERED_PLANS = ("hnsw", "hnsw_ef100", "hnsw_ef200", "exact")
+UNFILTERED_PLANS = ("hnsw", "hnsw_ef100", "hnsw_ef200", "hnsw_ef300", "exact")
 #: Filtered searches (a plan runs for a bucket if the bucket's target selectivity is at least
 #: its ``min_selectivity``).
 FILTERED_PLANS = ("planner", "hnsw", "hnsw_iter", "hnsw_iter_ef200", "hnsw_iter_ef300", "exact")

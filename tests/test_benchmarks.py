@@ -151,7 +151,7 @@ def test_unfiltered_target_is_lower_and_only_unfiltered_plans_count(workload: Wo
 
 def test_raw_plans_per_bucket(workload: Workload) -> None:
     unfiltered = [p.name for p in plans_for(workload.query_set("unfiltered"))]
-    assert {"hnsw", "hnsw_ef100", "hnsw_ef200", "exact"} == set(unfiltered)
+    assert {"hnsw", "hnsw_ef100", "hnsw_ef200", "hnsw_ef300", "exact"} == set(unfiltered)
     for qs in workload.query_sets[1:]:
         names = {p.name for p in plans_for(qs)}
         assert {"planner", "hnsw", "hnsw_iter", "exact"} <= names
