@@ -34,6 +34,7 @@ _KEY_CHANGEABLE = ("name", "enabled", "rate_limit", "monthly_quota", "expires_at
 _BOOTSTRAP_LOCK = 0x656E6B6579  # "enkey"
 
 Cursor = psycopg.Cursor[dict[str, Any]]
+_USE_KEY = sql.SQL("SELECT * FROM engramdb_use_api_key(%s)")
 
 
 def _key(row: Mapping[str, Any]) -> ApiKey:
@@ -46,6 +47,14 @@ class SecurityMixin:
     if TYPE_CHECKING:
 
         def _tx(self, org: str | None) -> AbstractContextManager[Cursor]: ...
+
+        def _round_trip(
+            self,
+            org: str | None,
+            query: sql.SQL | sql.Composed,
+            params: Sequence[Any],
+            local: Mapping[str, str] | None = None,
+        ) -> list[dict[str, Any]]: ...
 
     # -- organizations ---------------------------------------------------------------------------
 
@@ -225,14 +234,13 @@ class SecurityMixin:
         )
 
     def use_api_key(self, key_hash: str) -> ApiKeyUse | None:
-        with self._tx(None) as cur:
-            # Every request runs this; a crash losing the last few counts is a fair price for
-            # not waiting on a WAL flush per request (the write itself is still atomic).
-            cur.execute("SET LOCAL synchronous_commit = off")
-            cur.execute("SELECT * FROM engramdb_use_api_key(%s)", (key_hash,))
-            row = cur.fetchone()
-        if row is None:
+        # Every request runs this, so it is one round trip (no BEGIN / COMMIT of its own). A
+        # crash losing the last few counts is a fair price for not waiting on a WAL flush per
+        # request (the write itself is still atomic).
+        rows = self._round_trip(None, _USE_KEY, (key_hash,), {"synchronous_commit": "off"})
+        if not rows:
             return None
+        row = rows[0]
         return ApiKeyUse(
             key=ApiKey.model_validate({k: row.get(k) for k in _KEY_FIELDS}),
             minute_count=int(row["minute_count"] or 0),
