@@ -63,11 +63,15 @@ class Settings:
     # Measured on the benchmark workload (docs/embeddings.md, docs/performance.md): a graph built
     # with pgvector's default ef_construction 64 loses whole regions past ~300,000 vectors
     # (recall@10 0.889 at 1M, ef_search 150); 128 builds ~1.4x slower and keeps recall@10
-    # >= 0.98 at 1M with these ef_search values (at 200, unfiltered recall was 0.973 there).
+    # >= 0.98 at 1M. A graph walk needs more candidates as the graph grows: the ef_search
+    # values are for a table of hnsw_ef_search_reference_rows rows and scale with the square root
+    # of the table's size beyond it (100 at 100,000 rows, 316 at 1M; recall@10 0.988 there),
+    # up to 1000. A reference of None or 0 keeps them fixed.
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
-    hnsw_ef_search: int = 300  # unfiltered searches
-    hnsw_filtered_ef_search: int = 300  # filtered searches that use the index (broad filters)
+    hnsw_ef_search: int = 100  # unfiltered searches
+    hnsw_filtered_ef_search: int = 100  # filtered searches that use the index (broad filters)
+    hnsw_ef_search_reference_rows: int | None = 100_000
     hnsw_max_scan_tuples: int | None = None  # iterative-scan bounds; None keeps pgvector's
     hnsw_scan_mem_multiplier: int | None = None
     # Filters matching at most this many rows, and less than this share of the table, are

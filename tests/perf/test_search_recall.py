@@ -14,6 +14,7 @@ import pytest
 
 from engramdb import Engram
 from engramdb.store.postgres import PostgresStore
+from engramdb.store.postgres.store import scaled_ef_search
 from tests.perf.conftest import EXACT_MAX_ROWS, open_loaded
 from tests.perf.workload import Workload, queries
 
@@ -151,5 +152,49 @@ def test_a_filter_keeping_most_of_the_table_uses_the_index(pg_url: str, workload
         assert min(_recall(db, workload, big, 10, 701)) == 1.0
         assert min(_recall(db, workload, tiny, 2, 702)) == 1.0
         assert _plan(db) == [False, True, True]
+    finally:
+        db.close()
+
+
+def test_candidate_list_grows_with_the_square_root_of_the_table() -> None:
+    assert scaled_ef_search(100, 50_000, 100_000) == 100  # below the reference: as set
+    assert scaled_ef_search(100, 100_000, 100_000) == 100
+    assert scaled_ef_search(100, 400_000, 100_000) == 200
+    assert scaled_ef_search(100, 1_000_000, 100_000) == 316
+    assert scaled_ef_search(100, 1e9, 100_000) == 1000  # pgvector's ceiling
+    assert scaled_ef_search(100, 1_000_000, None) == 100  # scaling off
+    assert scaled_ef_search(100, 1_000_000, 0) == 100
+
+
+def test_searches_use_the_scaled_candidate_list(pg_url: str, workload: Workload) -> None:
+    db = open_loaded(
+        pg_url, workload, hnsw_ef_search=20, hnsw_filtered_ef_search=30,
+        hnsw_ef_search_reference_rows=1000,
+    )  # fmt: skip
+    try:
+        store = db.engine.store
+        assert isinstance(store, PostgresStore)
+        seen: list[str] = []
+        original = store._round_trip
+
+        def spy(org, query, params, local=None):  # type: ignore[no-untyped-def]
+            if local and "hnsw.ef_search" in local:
+                seen.append(local["hnsw.ef_search"])
+            return original(org, query, params, local)
+
+        store._round_trip = spy  # type: ignore[method-assign]
+        rows = store._memories_rows()
+        assert rows >= len(workload.users)  # 4,000 imported rows, from the statistics
+        big_user = Counter(workload.users).most_common(1)[0][0]
+        q = queries(workload, workload.rows_of(None), 1, 500)[0].tolist()
+        db.memories.search(embedding=q, mode="vector")
+        db.memories.search(embedding=q, mode="vector", user_id=big_user)
+        db.memories.search(embedding=q, mode="vector", ef_search=17)
+        assert seen == [
+            str(scaled_ef_search(20, rows, 1000)),
+            str(scaled_ef_search(30, rows, 1000)),
+            "17",  # given per query: used as is
+        ]
+        assert int(seen[0]) >= 40 and int(seen[1]) >= 60  # at least 4x the reference: 2x
     finally:
         db.close()
