@@ -48,6 +48,7 @@ import psycopg
 
 from engramdb import Engram, Settings, connect
 from engramdb.embeddings.hashing import HashEmbedder
+from engramdb.store.postgres.store import scaled_ef_search
 
 from .baseline import (
     concurrent_slices,
@@ -146,7 +147,8 @@ def open_db(uri: str, dim: int, **overrides: Any) -> Engram:
 def hnsw_params(db: Engram) -> dict[str, Any]:
     """The index and search settings in force (the raw suite builds the same graph)."""
     names = ("vector_type", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
-             "hnsw_filtered_ef_search", "exact_search_max_rows", "exact_search_max_share")  # fmt: skip
+             "hnsw_filtered_ef_search", "hnsw_ef_search_reference_rows", "exact_search_max_rows",
+             "exact_search_max_share")  # fmt: skip
     return {n: getattr(db.settings, n) for n in names if hasattr(db.settings, n)}
 
 
@@ -576,7 +578,12 @@ def engramdb_suite(ctx: Context) -> None:
         with Timer() as session:
             db = open_db(uri, cfg.dim)
             try:
-                searches(ctx, db, ef_search=db.settings.hnsw_ef_search)
+                s = db.settings
+                # The candidate list the store uses at this size (it grows with the table).
+                ef = scaled_ef_search(
+                    s.hnsw_ef_search, len(w.base), s.hnsw_ef_search_reference_rows
+                )
+                searches(ctx, db, ef_search=ef)
                 hybrid_searches(ctx, db)
                 rss_after = rss_mb()
                 server = server_pss_mb(uri)
