@@ -143,48 +143,29 @@ PLANS: tuple[Plan, ...] = (
     # Larger candidate lists: what raw pgvector needs for the recall a library may promise
     # (engramdb's ef_search grows with the table: 100 up to 100,000 rows, 316 at 1M), so
     # that "the best raw plan at that recall" exists for the comparison.
-    Plan(
-        "hnsw_ef100",
-        "HNSW, ef_search = 100",
-        {"enable_sort": "off", "hnsw.iterative_scan": "off"},
-        exact=False,
-        uses_hnsw=True,
-        ef_search=100,
+    *(
+        Plan(
+            f"hnsw_ef{ef}",
+            f"HNSW, ef_search = {ef}",
+            {"enable_sort": "off", "hnsw.iterative_scan": "off"},
+            exact=False,
+            uses_hnsw=True,
+            ef_search=ef,
+        )
+        for ef in (100, 200, 300)
     ),
-    Plan(
-        "hnsw_ef200",
-        "HNSW, ef_search = 200",
-        {"enable_sort": "off", "hnsw.iterative_scan": "off"},
-        exact=False,
-        uses_hnsw=True,
-        ef_search=200,
-    ),
-    Plan(
-        "hnsw_ef300",
-        "HNSW, ef_search = 300",
-        {"enable_sort": "off", "hnsw.iterative_scan": "off"},
-        exact=False,
-        uses_hnsw=True,
-        ef_search=300,
-    ),
-    Plan(
-        "hnsw_iter_ef200",
-        "HNSW forced, hnsw.iterative_scan = relaxed_order, ef_search = 200",
-        {"enable_sort": "off", "hnsw.iterative_scan": "relaxed_order"},
-        exact=False,
-        uses_hnsw=True,
-        ef_search=200,
-        # Below 1% the iterative scan is already far slower than exact search at ef 40.
-        min_selectivity=0.01,
-    ),
-    Plan(
-        "hnsw_iter_ef300",
-        "HNSW forced, hnsw.iterative_scan = relaxed_order, ef_search = 300",
-        {"enable_sort": "off", "hnsw.iterative_scan": "relaxed_order"},
-        exact=False,
-        uses_hnsw=True,
-        ef_search=300,
-        min_selectivity=0.01,
+    *(
+        Plan(
+            f"hnsw_iter_ef{ef}",
+            f"HNSW forced, hnsw.iterative_scan = relaxed_order, ef_search = {ef}",
+            {"enable_sort": "off", "hnsw.iterative_scan": "relaxed_order"},
+            exact=False,
+            uses_hnsw=True,
+            ef_search=ef,
+            # Below 1% the iterative scan is already far slower than exact search at ef 40.
+            min_selectivity=0.01,
+        )
+        for ef in (200, 300)
     ),
 )
 PLAN_BY_NAME = {p.name: p for p in PLANS}

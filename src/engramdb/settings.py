@@ -65,7 +65,7 @@ class Settings:
     # (recall@10 0.889 at 1M, ef_search 150); 128 builds ~1.4x slower and keeps recall@10
     # >= 0.98 at 1M. A graph walk needs more candidates as the graph grows: the ef_search
     # values are for a table of hnsw_ef_search_reference_rows rows and scale with the square root
-    # of the table's size beyond it (100 at 100,000 rows, 316 at 1M; recall@10 0.988 there),
+    # of the table's size beyond it (100 at 100,000 rows, 316 at 1M; recall@10 0.984 there),
     # up to 1000. A reference of None or 0 keeps them fixed.
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
