@@ -104,6 +104,31 @@ def test_migration_history_is_linear() -> None:
     assert revs[-1].revision == runner.head()
 
 
+def test_embeddings_stay_in_the_row(pg_url: str) -> None:
+    """Migration 0004: a memory whose row passes the 2 kB TOAST threshold keeps its embedding
+    inline (the long content moves out instead), so exact distances read one relation."""
+    db = engramdb.connect(pg_url, embedder=HashEmbedder(384), settings=Settings())
+    try:
+        # Incompressible content, shorter than the 1.5 kB vector, taking the row past 2 kB:
+        # the toaster moves the largest movable value out of line, the vector by default.
+        content = " ".join(os.urandom(8).hex() for _ in range(36))
+        m = db.memories.add(content, agent_id="a")
+    finally:
+        db.close()
+    with psycopg.connect(pg_url) as conn:
+        storage = conn.execute(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = 'memories'::regclass "
+            "AND attname = 'embedding'"
+        ).fetchone()
+        out_of_line = conn.execute(
+            "SELECT pg_column_toast_chunk_id(embedding) IS NOT NULL, "
+            "pg_column_toast_chunk_id(content) IS NOT NULL FROM memories WHERE id = %s",
+            (m.id,),
+        ).fetchone()
+    assert storage == ("m",)
+    assert out_of_line is not None and out_of_line[0] is False
+
+
 def test_several_embedding_spaces_coexist_each_with_its_own_index(pg_url: str) -> None:
     small = engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings())
     large = engramdb.connect(pg_url, embedder=HashEmbedder(48), settings=Settings())

@@ -177,10 +177,10 @@ def test_searches_use_the_scaled_candidate_list(pg_url: str, workload: Workload)
         seen: list[str] = []
         original = store._round_trip
 
-        def spy(org, query, params, local=None):  # type: ignore[no-untyped-def]
+        def spy(org, query, params, local=None, **kw):  # type: ignore[no-untyped-def]
             if local and "hnsw.ef_search" in local:
                 seen.append(local["hnsw.ef_search"])
-            return original(org, query, params, local)
+            return original(org, query, params, local, **kw)
 
         store._round_trip = spy  # type: ignore[method-assign]
         rows = store._memories_rows()
@@ -198,3 +198,38 @@ def test_searches_use_the_scaled_candidate_list(pg_url: str, workload: Workload)
         assert int(seen[0]) >= 40 and int(seen[1]) >= 60  # at least 4x the reference: 2x
     finally:
         db.close()
+
+
+def test_exact_lists_reuse_one_plan_and_the_others_are_planned_per_value(
+    loaded: Engram, workload: Workload
+) -> None:
+    """How each search statement is planned: the first search of a filter (which counts its
+    rows) unnamed, so planned for its values; the exact list alone prepared with a generic plan
+    (its one plan fits any values); the HNSW list planned for its values every time."""
+    store = loaded.engine.store
+    assert isinstance(store, PostgresStore)
+    seen: list[tuple[str | None, bool | None]] = []
+    original = store._round_trip
+
+    def spy(org, query, params, local=None, prepare=None):  # type: ignore[no-untyped-def]
+        seen.append(((local or {}).get("plan_cache_mode"), prepare))
+        return original(org, query, params, local, prepare=prepare)
+
+    sizes = Counter(workload.users)
+    small = sorted(u for u, c in sizes.items() if 5 <= c <= 20)[-1]  # not searched by the others
+    q = queries(workload, workload.rows_of(small), 1, 900)[0].tolist()
+    store._round_trip = spy  # type: ignore[method-assign]
+    try:
+        first = loaded.memories.search(embedding=q, mode="vector", user_id=small)
+        again = loaded.memories.search(embedding=q, mode="vector", user_id=small)
+        loaded.memories.search(embedding=q, mode="vector", exact=False)
+    finally:
+        del store._round_trip
+    searches = [s for s in seen if s[0] is not None]
+    assert searches == [
+        ("force_custom_plan", False),  # the probe: once per filter
+        ("force_generic_plan", True),  # exact, remembered
+        ("force_custom_plan", True),  # HNSW
+    ]
+    assert [h.memory.id for h in again] == [h.memory.id for h in first]
+    assert [h.score for h in again] == pytest.approx([h.score for h in first])

@@ -54,6 +54,8 @@ class SecurityMixin:
             query: sql.SQL | sql.Composed,
             params: Sequence[Any],
             local: Mapping[str, str] | None = None,
+            *,
+            prepare: bool | None = None,
         ) -> list[dict[str, Any]]: ...
 
     # -- organizations ---------------------------------------------------------------------------

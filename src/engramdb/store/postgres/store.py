@@ -292,11 +292,16 @@ class PostgresStore(SecurityMixin, PostgresResources):
 
         register_vector(conn)
         s = self.settings
-        # Session defaults: relaxed iterative scans keep filtered HNSW searches complete.
+        # Session defaults: relaxed iterative scans keep filtered HNSW searches complete. No
+        # parallel workers: engramdb's statements touch an index range or a bounded set of
+        # rows (searches at most exact_search_max_rows, or an index walk), where starting
+        # workers costs more than it saves; a session default rather than a per-search
+        # setting, which cost a sixth of a selective search's time.
         defaults = {
             "hnsw.ef_search": str(s.hnsw_ef_search),
             "hnsw.iterative_scan": "relaxed_order",
             "statement_timeout": str(s.statement_timeout_ms),
+            "max_parallel_workers_per_gather": "0",
         }
         if s.hnsw_max_scan_tuples is not None:
             defaults["hnsw.max_scan_tuples"] = str(s.hnsw_max_scan_tuples)
@@ -379,12 +384,16 @@ class PostgresStore(SecurityMixin, PostgresResources):
         query: sql.SQL | sql.Composed,
         params: Sequence[Any],
         local: Mapping[str, str] | None = None,
+        *,
+        prepare: bool | None = None,
     ) -> list[dict[str, Any]]:
         """One statement and its transaction-local settings (tenant first) in ONE round trip.
 
         Pipelined on an autocommit connection: both statements are sent before one Sync, so
         they form one implicit transaction, and the settings (``set_config(…, true)``) hold for
         exactly that statement, as in :meth:`_tx`, without BEGIN and COMMIT round trips.
+        ``prepare``: psycopg's choice (prepared from the fifth execution) when ``None``;
+        ``False`` sends an unnamed statement, which PostgreSQL always plans for its values.
         """
         settings = {ORG_SETTING: org} if org is not None else {}
         settings.update(local or {})
@@ -395,7 +404,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
                     conn.execute(
                         _set_config_sql(len(settings)), [x for kv in settings.items() for x in kv]
                     )
-                cur.execute(query, params)
+                cur.execute(query, params, prepare=prepare)
             # pgresult, not description: description builds a Column per field on each call.
             res = cur.pgresult
             return cur.fetchall() if res is not None and res.nfields else []
@@ -933,10 +942,9 @@ class PostgresStore(SecurityMixin, PostgresResources):
         parts: list[str] = []
         params: list[Any] = []
         # Plans must follow the filter's values (one user has 10 rows, another 50,000): a
-        # generic plan would pick one path for all of them. No parallel workers: starting them
-        # costs more than these scans save (at most exact_search_max_rows rows, or an index
-        # walk), and a gated-off list would start them for nothing.
-        local = {"plan_cache_mode": "force_custom_plan", "max_parallel_workers_per_gather": "0"}
+        # generic plan would pick one path for all of them, so statements are planned for
+        # their values each time (custom plans) -- except the exact list alone, see below.
+        local = {"plan_cache_mode": "force_custom_plan"}
         cte = ""
         probe_key: tuple[Any, ...] | None = None
         line = int(self.settings.exact_search_max_rows)
@@ -1021,7 +1029,20 @@ class PostgresStore(SecurityMixin, PostgresResources):
             params.extend([*tparams, spec.limit])
         if not parts:
             return []
-        rows = self._round_trip(org, sql.SQL(cte + " UNION ALL ".join(parts)), params, local)
+        if probe_key is None and len(parts) == 1 and spec.embedding is not None and exact:
+            # The exact list alone has one sound plan whatever the values (its distance cannot
+            # use the HNSW index; the filter's B-trees select at most exact_search_max_rows
+            # rows, as counted when the choice was made), so it is planned once per connection
+            # and filter shape: planning was a third of a selective search's database time.
+            local["plan_cache_mode"] = "force_generic_plan"
+        rows = self._round_trip(
+            org,
+            sql.SQL(cte + " UNION ALL ".join(parts)),
+            params,
+            local,
+            # The probe runs once per filter: not worth a prepared statement on every connection.
+            prepare=probe_key is None,
+        )
         if probe_key is not None and rows:
             decided = next((r["_exact"] for r in rows if r["_exact"] is not None), None)
             if decided is not None:
