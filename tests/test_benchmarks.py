@@ -16,10 +16,17 @@ import numpy as np
 import psycopg
 import pytest
 from benchmarks.baseline import (
+    CREATE_TABLE,
+    INDEXES,
+    ROW_COLUMNS,
     concurrent_slices,
+    copy_rows,
     fresh_ids,
     plans_for,
+    rows_sql,
     run_writers,
+    search_params,
+    search_sql,
     single_insert_slice,
 )
 from benchmarks.engramdb_bench import best_raw_plan, open_db, run_import, write_jsonl
@@ -159,3 +166,37 @@ def test_raw_plans_per_bucket(workload: Workload) -> None:
         broad = qs.target is not None and qs.target >= 0.01
         assert ("hnsw_iter_ef200" in names) == broad
         assert ("hnsw_iter_ef300" in names) == broad
+
+
+def test_rows_baseline_returns_the_same_top_k_with_the_rows(
+    workload: Workload, pg_url: str
+) -> None:
+    """``raw.search.<bucket>.rows`` must time the same answer as the plan it repeats: the same
+    ids in the same order, each with its stored columns."""
+    k = 10
+    with psycopg.connect(pg_url) as conn:
+        register_vector(conn)
+        # The raw table in a schema of its own (the database already has engramdb's memories).
+        conn.execute("CREATE SCHEMA raw_baseline")
+        conn.execute("SET search_path = raw_baseline, public")
+        conn.execute(CREATE_TABLE.format(dim=DIM))
+        conn.commit()
+        copy_rows(conn, workload.base.rows())
+        for _, _, ddl in INDEXES:
+            conn.execute(ddl)
+        conn.commit()
+        conn.execute("SET hnsw.ef_search = 200")  # the tiny graph: HNSW finds everything
+        checked = 0
+        for qs in workload.query_sets:
+            for exact in (True, False):
+                for i in range(min(3, len(qs.vectors))):
+                    params = search_params(qs, i, k)
+                    ids = conn.execute(search_sql(qs.column, exact=exact), params).fetchall()
+                    rows = conn.execute(rows_sql(qs.column, exact=exact), params).fetchall()
+                    assert [r[0] for r in rows] == [r[0] for r in ids]
+                    assert [r[-1] for r in rows] == pytest.approx([r[1] for r in ids])
+                    for r in rows:
+                        expected = workload.base.row(workload.row_of(r[0]))
+                        assert tuple(r[:-1]) == expected[: len(ROW_COLUMNS)]
+                        checked += 1
+        assert checked > 0
