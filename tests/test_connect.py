@@ -129,6 +129,42 @@ def test_embeddings_stay_in_the_row(pg_url: str) -> None:
     assert out_of_line is not None and out_of_line[0] is False
 
 
+def test_access_counts_live_beside_the_row_and_survive_a_downgrade(pg_url: str) -> None:
+    """Migration 0005: accesses are counted in memory_access, never by rewriting the memory's
+    (wide, HNSW-indexed) row; reads, filters and a downgrade to 0004 all see the same totals."""
+    db = engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings())
+    try:
+        m = db.memories.add("counted", agent_id="a")
+        other = db.memories.add("not counted", agent_id="a")
+        for _ in range(3):
+            db.memories.get(m.id)
+        db.flush()
+        assert db.memories.get(m.id).access_count == 3
+        # By a filter too (the total, not the row's column).
+        page = db.memories.list(filters={"access_count": {"$gte": 3}})
+        assert [x.id for x in page.items] == [m.id]
+        db.flush()  # the get and list above are accesses as well
+        total = db.memories.get(m.id).access_count
+    finally:
+        db.close()
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT access_count, version FROM memories WHERE id = %s", (m.id,)
+        ).fetchone()
+        assert row == (0, 1)  # the memory's row was not rewritten
+    connect = lambda: psycopg.connect(pg_url)  # noqa: E731
+    runner.downgrade(connect, "postgresql", "0004")
+    with psycopg.connect(pg_url) as conn:
+        counts = dict(
+            conn.execute(
+                "SELECT id, access_count FROM memories WHERE id = ANY(%s)", ([m.id, other.id],)
+            ).fetchall()
+        )
+    assert counts == {m.id: total + 1, other.id: 0}  # + the last get, flushed on close
+    runner.upgrade(connect, "postgresql")
+    assert runner.current(connect, "postgresql") == runner.head()
+
+
 def test_several_embedding_spaces_coexist_each_with_its_own_index(pg_url: str) -> None:
     small = engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings())
     large = engramdb.connect(pg_url, embedder=HashEmbedder(48), settings=Settings())

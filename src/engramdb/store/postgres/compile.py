@@ -12,12 +12,40 @@ from psycopg.types.json import Jsonb
 from ...filters import FIELDS, And, Cond, Filter, Not, Or
 from ..base import MemoryQuery
 
-__all__ = ["SCOPE_COLUMNS", "compile_filter", "compile_query", "compile_scope"]
+__all__ = [
+    "ACCESS_EXPRESSIONS",
+    "SCOPE_COLUMNS",
+    "access_expression",
+    "compile_filter",
+    "compile_query",
+    "compile_scope",
+]
 
 _CMP = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
+#: Fields whose value is the row's column plus what ``memory_access`` counted since (migration
+#: 0005): accesses are counted there, in narrow rows, instead of rewriting the memory's row.
+ACCESS_EXPRESSIONS = {
+    "access_count": (
+        "({a}.access_count + coalesce((SELECT x.access_count FROM memory_access x "
+        "WHERE x.organization_id = {a}.organization_id AND x.memory_id = {a}.id), 0))"
+    ),
+    "last_accessed_at": (
+        "greatest({a}.last_accessed_at, (SELECT x.last_accessed_at FROM memory_access x "
+        "WHERE x.organization_id = {a}.organization_id AND x.memory_id = {a}.id))"
+    ),
+}
+
+
+def access_expression(alias: str, name: str) -> str:
+    """The value of an access field of the memory ``alias`` (a trusted alias, not user input)."""
+    return ACCESS_EXPRESSIONS[name].format(a=sql.Identifier(alias).as_string())
+
+
 def _col(alias: str, name: str) -> sql.Composable:
+    if name in ACCESS_EXPRESSIONS:
+        return sql.SQL(access_expression(alias, name))
     return sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(name))
 
 
