@@ -126,3 +126,21 @@ def test_an_unreachable_server_is_unavailable(server: LiveServer) -> None:
     db.close()
     with pytest.raises(Unavailable):
         engramdb.connect(server.url, api_key=key)
+
+
+def test_client_sockets_disable_nagle(server: LiveServer) -> None:
+    """httpx sends a request's headers and body in two writes; with Nagle's algorithm the body
+    would wait for the server to acknowledge the headers (a delayed ACK: up to 40 ms on Linux)."""
+    import socket
+
+    db = engramdb.connect(server.url, api_key=_key(server))
+    try:
+        db.memories.add("a body large enough to be sent after the headers", agent_id="a")
+        pool = db._http._transport._pool  # type: ignore[attr-defined]
+        streams = [c._connection._network_stream for c in pool.connections]
+        socks = [s.get_extra_info("socket") for s in streams]
+        assert socks and all(
+            s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0 for s in socks
+        )
+    finally:
+        db.close()

@@ -30,8 +30,20 @@ class Call:
     json: Any = None
 
 
+#: Values JSON takes as they are (exact types: a subclass such as an IntEnum is converted).
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def jsonable(value: Any) -> Any:
     """Library arguments as JSON: datetimes, UUIDs, numpy vectors, dataclasses (Weights)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list or kind is tuple:
+        # A vector given as a list: one pass over it, not a call per number.
+        if all(type(v) in _PLAIN for v in value):
+            return list(value)
+        return [jsonable(v) for v in value]
     if hasattr(value, "tolist") and callable(value.tolist):
         return value.tolist()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -26,6 +27,12 @@ __all__ = ["AsyncRemoteEngram", "RemoteEmbedder", "RemoteEngram", "connect_remot
            "connect_remote_async"]  # fmt: skip
 
 DEFAULT_TIMEOUT = 60.0
+
+#: TCP_NODELAY on the client's sockets. httpx writes a request's headers and its body in two
+#: sends; with Nagle's algorithm the body then waits for the server to acknowledge the headers,
+#: which a server still waiting for the body may hold back (delayed ACK, 40 ms on Linux once a
+#: connection has settled into request and response). Every POST here has a body.
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,10 @@ class RemoteEngram(_Base):
         self.url = url.rstrip("/")
         self._options: dict[str, Any] = {"timeout": timeout, "transport": transport}
         self._http = httpx.Client(
-            base_url=self.url, headers=_headers(api_key), timeout=timeout, transport=transport
+            base_url=self.url,
+            headers=_headers(api_key),
+            timeout=timeout,
+            transport=transport or httpx.HTTPTransport(socket_options=NO_DELAY),
         )
         self._own_key_id = _key_id
         self._views: list[RemoteEngram] = []
@@ -209,7 +219,10 @@ class AsyncRemoteEngram(_Base):
         self.url = url.rstrip("/")
         self._options: dict[str, Any] = {"timeout": timeout, "transport": transport}
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=_headers(api_key), timeout=timeout, transport=transport
+            base_url=self.url,
+            headers=_headers(api_key),
+            timeout=timeout,
+            transport=transport or httpx.AsyncHTTPTransport(socket_options=NO_DELAY),
         )
         self._own_key_id = _key_id
         self._views: list[AsyncRemoteEngram] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -79,10 +79,11 @@ def authenticate(request: Request, credentials: Credentials) -> Principal:
     return principal
 
 
-def require(scope: str) -> Callable[[Principal], Principal]:
+def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets the request through only with ``scope`` (admin ⊃ write ⊃ read)."""
 
-    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    # async: a pure check, run on the event loop (a sync dependency costs a worker-thread hop).
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if scope == "operator":
             if not principal.operator:
                 raise PermissionDenied(

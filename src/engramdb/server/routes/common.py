@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
+from pydantic import BaseModel
 
 from ...api import Engram
 from ...errors import InvalidFilter
@@ -13,7 +14,7 @@ from ..auth import context_of, state_of
 from ..context import Principal
 from ..schemas import ErrorBody
 
-__all__ = ["ERRORS", "audit", "parse_filters", "view"]
+__all__ = ["ERRORS", "audit", "json_response", "parse_filters", "view"]
 
 #: Documented on every route: the error shape and when each status happens.
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -30,6 +31,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "Database or embedder unavailable"),
     )
 }
+
+
+def json_response(body: BaseModel, status_code: int = 200) -> Response:
+    """``body`` as JSON, serialized once by pydantic, for the hot routes (add, search).
+
+    Returning a model instead makes FastAPI dump it, validate the dump against the route's
+    ``response_model`` (in a worker thread, for a sync route) and encode it again: for ten
+    memories that was a third of the HTTP layer's time. The route keeps declaring its
+    ``response_model``, which documents the same shape in the OpenAPI schema.
+    """
+    return Response(body.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 def view(request: Request, principal: Principal) -> Engram:

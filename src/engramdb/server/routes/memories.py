@@ -21,7 +21,7 @@ from ..schemas import (
     SearchResults,
     VersionList,
 )
-from .common import ERRORS, audit, parse_filters, view
+from .common import ERRORS, audit, json_response, parse_filters, view
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=ERRORS)
 
@@ -42,7 +42,7 @@ def create_memories(request: Request, body: MemoryBody, principal: Writer) -> An
         made = db.memories.add_many(body.items)
         state.metrics.memories_written.inc(len(made))
         audit(request, principal, "create", "memory", after={"ids": [str(m.id) for m in made]})
-        return MemoryItems(items=made)
+        return json_response(MemoryItems(items=made), status.HTTP_201_CREATED)
     assert isinstance(body, MemoryCreate)
     fields = body.model_dump(exclude_unset=True)
     content = fields.pop("content")
@@ -50,7 +50,7 @@ def create_memories(request: Request, body: MemoryBody, principal: Writer) -> An
     state.metrics.memories_written.inc()
     audit(request, principal, "create", "memory", str(memory.id),
           after={"id": str(memory.id), "version": memory.version})  # fmt: skip
-    return memory
+    return json_response(memory, status.HTTP_201_CREATED)
 
 
 @router.get("", response_model=MemoryPage, summary="List memories, newest first (keyset pages)")
@@ -86,7 +86,7 @@ def search_memories(request: Request, body: SearchBody, principal: Reader) -> An
     state_of(request).metrics.search_latency.labels(str(fields.get("mode", "hybrid"))).observe(
         time.perf_counter() - start
     )
-    return SearchResults(results=hits)
+    return json_response(SearchResults(results=hits))
 
 
 @router.get("/{memory_id}", response_model=Memory, summary="One memory")
