@@ -20,6 +20,9 @@ Measured, in this order:
    each on its own connection (:data:`WRITER_THREADS`): how durable single-row writes scale when
    PostgreSQL can flush several transactions' commit records with one WAL write (group commit).
 
+The database stays for the rest of the run: the engramdb suite inserts single rows into it again
+(under fresh ids), alternating with its own single adds (``raw.insert.interleaved``).
+
 All queries are prepared, take the query vector in binary (pgvector's psycopg adapter), and
 run with ``plan_cache_mode = force_custom_plan``: psycopg prepares statements and PostgreSQL
 would otherwise switch to a value-blind generic plan after five executions, making the plan
@@ -328,11 +331,18 @@ def relation_mb(conn: psycopg.Connection[Any], relation: str) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+#: Key of :attr:`Context.shared` under which the raw suite leaves its database's URI: the
+#: engramdb suite writes single rows into it, interleaved with its own (:func:`insert_rows`).
+RAW_URI = "raw_uri"
+
+
 @bench("raw", description="raw pgvector: COPY, INSERT, index builds, HNSW vs exact search")
 def raw_pgvector(ctx: Context) -> None:
     """Raw pgvector baselines on a plain memories table."""
     w = ctx.workload
-    uri = ctx.database()
+    # Kept for the run: the engramdb suite's single adds alternate with raw INSERTs into it.
+    uri = ctx.database(keep=True)
+    ctx.shared[RAW_URI] = uri
     with psycopg.connect(uri) as conn:
         register_vector(conn)
         load_and_index(ctx, conn, w)
@@ -599,6 +609,13 @@ def run_writers(workers: Sequence[Callable[[], list[float]]]) -> tuple[float, li
     if errors:
         raise errors[0]
     return total.seconds, [s for per in samples for s in per]
+
+
+def insert_rows(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> list[float]:
+    """INSERT + durable COMMIT of each row (under a fresh id) into the raw table; the seconds
+    each took. Called by the engramdb suite between blocks of its own single adds."""
+    ids = fresh_ids(len(rows))
+    return _insert_one_by_one(conn, [insert_params((ids[i], *r[1:])) for i, r in enumerate(rows)])
 
 
 def _insert_one_by_one(

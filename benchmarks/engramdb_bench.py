@@ -18,7 +18,9 @@ Measured, in this order, in a fresh database migrated by ``connect``:
    ``engramdb.hybrid.<bucket>``: vector + text for reference (no raw equivalent).
 3. ``engramdb.add_many``: extra rows into the live, indexed store. Baseline: ``raw.copy.indexed``.
 4. ``engramdb.add.single``: one ``add()`` per memory, vector given, each a durable commit.
-   Baseline: ``raw.insert.commit_per_row`` (the same rows).
+   Baseline: ``raw.insert.interleaved``, the same rows inserted into the raw suite's table in
+   blocks alternating with the adds (both timed per row, summed); ``raw.insert.commit_per_row``
+   (taken in the raw suite) when the raw suite did not run.
 5. ``engramdb.add.concurrent.t<T>``: ``add()`` from T threads sharing one ``connect()``.
    Baseline: ``raw.insert.concurrent.t<T>`` (the same rows, T threads on T connections).
 6. ``engramdb.session``: client RSS and the server's memory (PSS of every PostgreSQL process).
@@ -47,16 +49,19 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from pgvector.psycopg import register_vector
 
 from engramdb import Engram, Settings, connect
 from engramdb.embeddings.hashing import HashEmbedder
 from engramdb.store.postgres.store import scaled_ef_search
 
 from .baseline import (
+    RAW_URI,
     RECALL_ANY,
     RECALL_SCOPED,
     best_plan,
     concurrent_slices,
+    insert_rows,
     plans_for,
     run_writers,
     single_insert_slice,
@@ -67,6 +72,8 @@ from .workload import COLUMNS, Memories, QuerySet, topic
 
 #: Issue 6 targets, checked per run and written as notes on the measurements.
 SEARCH_P50_RATIO = 1.3
+#: Single adds (and raw INSERTs) per turn when the two alternate.
+INTERLEAVE_BLOCK = 50
 #: Rows per JSON Lines write batch (only bounds the memory the file writer uses).
 JSONL_CHUNK = 2_000
 #: Memories per ``add_many`` call into the live, indexed store. Each new row is inserted into
@@ -397,19 +404,46 @@ def writes(ctx: Context, db: Engram, n_before: int) -> None:
         )
         n_before += len(batch)
 
-    # One add() per memory, vector given: the rows raw.insert.commit_per_row inserts.
+    # One add() per memory, vector given: the rows raw.insert.commit_per_row inserts. When the
+    # raw suite's table is still there, raw INSERT + COMMITs of the same rows alternate with the
+    # adds, a block of each in turn, so both meet the disk's commit speed of the same moments
+    # (raw.insert.commit_per_row was taken minutes earlier; a commit's cost drifts that much).
     start, stop = single_insert_slice(cfg)
     batch = items(w.extra, start, stop)
+    raw_uri = ctx.shared.get(RAW_URI)
     if batch:
         ctx.log(f"{len(batch)} x add(), one memory per call")
-        with Timer() as total:
-            samples = add_one_by_one(db, batch)
+        samples: list[float] = []
+        raw_samples: list[float] = []
+        rows = w.extra.rows(start, stop)
+        with contextlib.ExitStack() as stack:
+            conn = None
+            if raw_uri is not None:
+                conn = stack.enter_context(psycopg.connect(raw_uri))
+                register_vector(conn)
+                ctx.log(f"... alternating with {len(rows)} raw INSERT + COMMITs")
+            with Timer() as total:
+                for j in range(0, len(batch), INTERLEAVE_BLOCK):
+                    samples += add_one_by_one(db, batch[j : j + INTERLEAVE_BLOCK])
+                    if conn is not None:
+                        raw_samples += insert_rows(conn, rows[j : j + INTERLEAVE_BLOCK])
+        if raw_samples:
+            lat = LatencyStats.from_seconds(raw_samples)
+            ctx.throughput(
+                "raw.insert.interleaved",
+                len(raw_samples),
+                sum(raw_samples),
+                extra={"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms},
+                block=INTERLEAVE_BLOCK,
+                synchronous_commit="on",
+                what="raw INSERT + COMMIT per row, alternating with engramdb.add.single",
+            )
         lat = LatencyStats.from_seconds(samples)
         ctx.throughput(
             "engramdb.add.single",
             len(batch),
-            total.seconds,
-            baseline="raw.insert.commit_per_row",
+            sum(samples) if raw_samples else total.seconds,
+            baseline="raw.insert.interleaved" if raw_samples else "raw.insert.commit_per_row",
             extra={"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms},
             table_rows_before=n_before,
         )
