@@ -301,8 +301,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
         # Session defaults: relaxed iterative scans keep filtered HNSW searches complete. No
         # parallel workers: engramdb's statements touch an index range or a bounded set of
         # rows (searches at most exact_search_max_rows, or an index walk), where starting
-        # workers costs more than it saves; a session default rather than a per-search
-        # setting, which cost a sixth of a selective search's time.
+        # workers costs more than it saves; a session default, not one more setting sent with
+        # every search.
         defaults = {
             "hnsw.ef_search": str(s.hnsw_ef_search),
             "hnsw.iterative_scan": "relaxed_order",
@@ -1045,7 +1045,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
             # The exact list alone has one sound plan whatever the values (its distance cannot
             # use the HNSW index; the filter's B-trees select at most exact_search_max_rows
             # rows, as counted when the choice was made), so it is planned once per connection
-            # and filter shape: planning was a third of a selective search's database time.
+            # and filter shape: for a small filter, planning took longer than running it
+            # (0.13 against 0.08 ms for one user's memory among 100,000).
             local["plan_cache_mode"] = "force_generic_plan"
         rows = self._round_trip(
             org,
