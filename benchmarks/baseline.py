@@ -46,7 +46,7 @@ from psycopg.types.json import Jsonb
 
 from engramdb.settings import Settings
 
-from .measure import LatencyStats, Timer, run_queries
+from .measure import LatencyStats, SearchResult, Timer, run_queries
 from .registry import Context, Measurement, RunConfig, bench
 from .workload import COLUMNS, ORGANIZATION, PG_TYPES, QuerySet, Workload
 
@@ -426,13 +426,8 @@ def searches(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
         runs: list[Measurement] = []
         for plan in plans_for(qs):
             ef_search = plan.ef_search or cfg.ef_search
-            apply_settings(conn, {**plan.settings, "hnsw.ef_search": str(ef_search)})
             query = search_sql(qs.column, exact=plan.exact)
-            shapes = plan_shapes(conn, query, qs, cfg.k)
-            limit = cfg.exact_queries if (plan.exact and qs.column is None) else None
-            with conn.cursor(binary=True) as cur:
-                search = sql_search(cur, query, w, qs, cfg.k)
-                result = run_queries(search, w, qs, warmup=cfg.warmup, limit=limit)
+            result, shapes = run_plan(ctx, conn, qs, plan, ef_search, query)
             m = ctx.latency(
                 f"raw.search.{qs.name}.{plan.name}",
                 result,
@@ -453,28 +448,36 @@ def searches(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
             runs.append(m)
         best, why = best_plan(runs, scoped=qs.column is not None)
         if best is not None:
-            search_rows(ctx, conn, w, qs, best, why)
+            search_rows(ctx, conn, qs, best, why)
     apply_settings(conn, {**PLAN_BY_NAME["planner"].settings, "hnsw.ef_search": str(cfg.ef_search)})
 
 
-def search_rows(
+def run_plan(
     ctx: Context,
     conn: psycopg.Connection[Any],
-    w: Workload,
     qs: QuerySet,
-    best: Measurement,
-    why: str,
-) -> None:
-    """``raw.search.<bucket>.rows``: the bucket's best plan, returning the rows' columns."""
-    cfg = ctx.config
-    plan = PLAN_BY_NAME[best.params["plan"]]
-    apply_settings(conn, {**plan.settings, "hnsw.ef_search": str(best.params["ef_search"])})
-    query = rows_sql(qs.column, exact=plan.exact)
+    plan: Plan,
+    ef_search: int,
+    query: str,
+) -> tuple[SearchResult, dict[str, int]]:
+    """Run ``query`` for every query of ``qs`` under ``plan``'s settings; the latencies and
+    recalls, and the plan shapes EXPLAIN shows for it."""
+    cfg, w = ctx.config, ctx.workload
+    apply_settings(conn, {**plan.settings, "hnsw.ef_search": str(ef_search)})
     shapes = plan_shapes(conn, query, qs, cfg.k)
     limit = cfg.exact_queries if (plan.exact and qs.column is None) else None
     with conn.cursor(binary=True) as cur:
         search = sql_search(cur, query, w, qs, cfg.k)
-        result = run_queries(search, w, qs, warmup=cfg.warmup, limit=limit)
+        return run_queries(search, w, qs, warmup=cfg.warmup, limit=limit), shapes
+
+
+def search_rows(
+    ctx: Context, conn: psycopg.Connection[Any], qs: QuerySet, best: Measurement, why: str
+) -> None:
+    """``raw.search.<bucket>.rows``: the bucket's best plan, returning the rows' columns."""
+    plan = PLAN_BY_NAME[best.params["plan"]]
+    query = rows_sql(qs.column, exact=plan.exact)
+    result, shapes = run_plan(ctx, conn, qs, plan, best.params["ef_search"], query)
     ctx.latency(
         f"raw.search.{qs.name}.rows",
         result,
@@ -487,7 +490,7 @@ def search_rows(
         plan_shapes=shapes,
         ef_search=best.params["ef_search"],
         same_as=best.name,
-        k=cfg.k,
+        k=ctx.config.k,
     )
 
 
