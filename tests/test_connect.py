@@ -165,6 +165,48 @@ def test_access_counts_live_beside_the_row_and_survive_a_downgrade(pg_url: str) 
     assert runner.current(connect, "postgresql") == runner.head()
 
 
+def test_concurrent_access_flushes_do_not_deadlock(pg_url: str) -> None:
+    """Two processes' flushers counting the same memories at once (here: two engines, two
+    threads). The counts are upserted in id order, so their row locks cannot cross."""
+    import random
+    import threading
+
+    from engramdb.models import utcnow
+    from engramdb.store.postgres import PostgresStore
+
+    engines = [
+        engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings()) for _ in range(2)
+    ]
+    try:
+        made = engines[0].memories.add_many([{"content": f"m{i}"} for i in range(200)])
+        ids = [m.id for m in made]
+        errors: list[BaseException] = []
+
+        def flush(engine: engramdb.Engram, seed: int) -> None:
+            store = engine.engine.store
+            assert isinstance(store, PostgresStore)
+            rng = random.Random(seed)
+            try:
+                for _ in range(20):
+                    order = ids[:]
+                    rng.shuffle(order)  # callers hand counts over in any order
+                    store.record_access("default", {i: 1 for i in order}, utcnow())
+            except BaseException as exc:  # re-raised below, in the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=flush, args=(e, n)) for n, e in enumerate(engines)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        counts = {m.id: m.access_count for m in engines[1].memories.list(limit=500).items}
+        assert all(counts[i] >= 40 for i in ids)  # 2 x 20 flushes, plus the list's own reads
+    finally:
+        for e in engines:
+            e.close()
+
+
 def test_several_embedding_spaces_coexist_each_with_its_own_index(pg_url: str) -> None:
     small = engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings())
     large = engramdb.connect(pg_url, embedder=HashEmbedder(48), settings=Settings())
