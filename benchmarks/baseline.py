@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -122,6 +122,31 @@ class Plan:
     #: Only for buckets aiming at this selectivity or more (see :data:`FILTERED_PLANS`).
     min_selectivity: float = 0.0
 
+    def with_ef(self, ef: int, **changes: Any) -> Plan:
+        """This plan with a larger candidate list, named ``<name>_ef<ef>``."""
+        return replace(
+            self,
+            name=f"{self.name}_ef{ef}",
+            description=f"{self.description}, ef_search = {ef}",
+            ef_search=ef,
+            **changes,
+        )
+
+
+_HNSW = Plan(
+    "hnsw",
+    "HNSW forced (enable_sort=off), filter applied after the index scan",
+    {"enable_sort": "off", "hnsw.iterative_scan": "off"},
+    exact=False,
+    uses_hnsw=True,
+)
+_HNSW_ITER = Plan(
+    "hnsw_iter",
+    "HNSW forced, hnsw.iterative_scan = relaxed_order",
+    {"enable_sort": "off", "hnsw.iterative_scan": "relaxed_order"},
+    exact=False,
+    uses_hnsw=True,
+)
 
 PLANS: tuple[Plan, ...] = (
     Plan(
@@ -131,20 +156,8 @@ PLANS: tuple[Plan, ...] = (
         exact=False,
         uses_hnsw=None,
     ),
-    Plan(
-        "hnsw",
-        "HNSW forced (enable_sort=off), filter applied after the index scan",
-        {"enable_sort": "off", "hnsw.iterative_scan": "off"},
-        exact=False,
-        uses_hnsw=True,
-    ),
-    Plan(
-        "hnsw_iter",
-        "HNSW forced, hnsw.iterative_scan = relaxed_order",
-        {"enable_sort": "off", "hnsw.iterative_scan": "relaxed_order"},
-        exact=False,
-        uses_hnsw=True,
-    ),
+    _HNSW,
+    _HNSW_ITER,
     Plan(
         "exact",
         "exact: filter (B-tree) into a MATERIALIZED CTE, then sort by distance",
@@ -155,30 +168,9 @@ PLANS: tuple[Plan, ...] = (
     # Larger candidate lists: what raw pgvector needs for the recall a library may promise
     # (engramdb's ef_search grows with the table: 100 up to 100,000 rows, 316 at 1M), so
     # that "the best raw plan at that recall" exists for the comparison.
-    *(
-        Plan(
-            f"hnsw_ef{ef}",
-            f"HNSW, ef_search = {ef}",
-            {"enable_sort": "off", "hnsw.iterative_scan": "off"},
-            exact=False,
-            uses_hnsw=True,
-            ef_search=ef,
-        )
-        for ef in (100, 200, 300)
-    ),
-    *(
-        Plan(
-            f"hnsw_iter_ef{ef}",
-            f"HNSW forced, hnsw.iterative_scan = relaxed_order, ef_search = {ef}",
-            {"enable_sort": "off", "hnsw.iterative_scan": "relaxed_order"},
-            exact=False,
-            uses_hnsw=True,
-            ef_search=ef,
-            # Below 1% the iterative scan is already far slower than exact search at ef 40.
-            min_selectivity=0.01,
-        )
-        for ef in (200, 300)
-    ),
+    *(_HNSW.with_ef(ef) for ef in (100, 200, 300)),
+    # Below 1% the iterative scan is already far slower than exact search at ef 40.
+    *(_HNSW_ITER.with_ef(ef, min_selectivity=0.01) for ef in (200, 300)),
 )
 PLAN_BY_NAME = {p.name: p for p in PLANS}
 #: Unfiltered searches: iterative scan and the planner add nothing over plain HNSW there.
