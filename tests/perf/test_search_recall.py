@@ -7,6 +7,7 @@ thousand rows. Ground truth is brute-force cosine in numpy.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -206,12 +207,12 @@ def test_searches_use_the_scaled_candidate_list(pg_url: str, workload: Workload)
         db.close()
 
 
-def test_exact_lists_reuse_one_plan_and_the_others_are_planned_per_value(
+def test_vector_lists_reuse_one_plan_and_the_others_are_planned_per_value(
     loaded: Engram, workload: Workload
 ) -> None:
     """How each search statement is planned: the first search of a filter (which counts its
-    rows) unnamed, so planned for its values; the exact list alone prepared with a generic plan
-    (its one plan fits any values); the HNSW list planned for its values every time."""
+    rows) unnamed, so planned for its values; a vector list alone, exact or HNSW, prepared with
+    a generic plan (the store chose its path); a list of words planned for its values."""
     store = loaded.engine.store
     assert isinstance(store, PostgresStore)
     seen: list[tuple[str | None, bool | None]] = []
@@ -229,13 +230,15 @@ def test_exact_lists_reuse_one_plan_and_the_others_are_planned_per_value(
         first = loaded.memories.search(embedding=q, mode="vector", user_id=small)
         again = loaded.memories.search(embedding=q, mode="vector", user_id=small)
         loaded.memories.search(embedding=q, mode="vector", exact=False)
+        loaded.memories.search("memory", embedding=q, user_id=small)
     finally:
         del store._round_trip
     searches = [s for s in seen if s[0] is not None]
     assert searches == [
         ("force_custom_plan", False),  # the probe: once per filter
         ("force_generic_plan", True),  # exact, remembered
-        ("force_custom_plan", True),  # HNSW
+        ("force_generic_plan", True),  # HNSW
+        ("force_custom_plan", True),  # exact + words
     ]
     assert [h.memory.id for h in again] == [h.memory.id for h in first]
     assert [h.score for h in again] == pytest.approx([h.score for h in first])
@@ -274,7 +277,7 @@ def test_the_graph_is_used_on_a_table_never_analyzed(pg_url: str, workload: Work
     query, params, local = next(c for c in captured if "hnsw.ef_search" in c[2])
     assert local.get("enable_sort") == "off"
 
-    def plan(settings: dict[str, str]) -> str:
+    def plan(settings: dict[str, str], generic: bool = False) -> str:
         with psycopg.connect(pg_url) as conn:
             register_vector(conn)
             never = conn.execute(
@@ -283,11 +286,27 @@ def test_the_graph_is_used_on_a_table_never_analyzed(pg_url: str, workload: Work
             assert never == (-1.0,)  # the table has never been analyzed
             for name, value in settings.items():
                 conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
+            if generic:
+                # EXPLAIN (GENERIC_PLAN) takes $n placeholders and no values.
+                text = query.as_string()
+                count = text.count("%s") + text.count("%b")
+                for n in range(1, count + 1):
+                    text = re.sub("%[sb]", f"${n}", text, count=1)
+                explain = f"EXPLAIN (GENERIC_PLAN) {text}"
+                rows = conn.execute(explain).fetchall()  # type: ignore[call-overload]
+            else:
+                rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
             return "\n".join(r[0] for r in rows)
 
     assert "Index Scan using memories_embedding_" in plan(local)
     # The case is real: left to itself the planner sorts every row here.
     assert "Index Scan using memories_embedding_" not in plan(
         {k: v for k, v in local.items() if k != "enable_sort"}
+    )
+    # The statement runs with a generic plan (built without its values, LIMIT included): it
+    # must walk the graph too, and would not without the setting.
+    assert local.get("plan_cache_mode") == "force_generic_plan"
+    assert "Index Scan using memories_embedding_" in plan(local, generic=True)
+    assert "Index Scan using memories_embedding_" not in plan(
+        {k: v for k, v in local.items() if k != "enable_sort"}, generic=True
     )
