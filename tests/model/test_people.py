@@ -189,3 +189,65 @@ def test_retention_from_agent_config(db: Engram) -> None:
                                        "agent_id": "bot", "created_at": now - timedelta(days=40)}])  # fmt: skip
     assert db.messages.search("long ago", agent_id="bot", mode="text") == []
     assert db.messages.get(message.id).text == "hello from long ago"  # the message itself stays
+
+
+def _count_config_reads(db: Engram) -> list[str]:
+    """Record each read of agent configurations: 'all' for the organization's, else one id."""
+    from engramdb.store.resources import AGENT_CONFIG
+
+    if not hasattr(db, "engine"):
+        pytest.skip("counts the reads of an in-process engine (the server's is covered by it)")
+    store = db.engine.store
+    reads: list[str] = []
+    listing, getting = store.list_resources, store.get_resource
+
+    def list_resources(org, spec, where, **kw):  # type: ignore[no-untyped-def]
+        if spec is AGENT_CONFIG:
+            reads.append("all")
+        return listing(org, spec, where, **kw)
+
+    def get_resource(org, spec, key, **kw):  # type: ignore[no-untyped-def]
+        if spec is AGENT_CONFIG:
+            reads.append(key[0])
+        return getting(org, spec, key, **kw)
+
+    store.list_resources = list_resources  # type: ignore[method-assign]
+    store.get_resource = get_resource  # type: ignore[method-assign]
+    return reads
+
+
+def test_agent_configs_are_read_once_per_organization(db: Engram) -> None:
+    """Adds and searches naming many agents, few of them configured: one read of the
+    organization's configurations serves them all, and a change applies at once."""
+    db.agents.set_config("bot-3", top_k=1)
+    reads = _count_config_reads(db)
+    for i in range(12):
+        db.memories.add(f"note {i} about the weather", agent_id=f"bot-{i % 6}")
+    assert [len(db.memories.search("weather", agent_id=f"bot-{i}")) for i in range(6)] == [
+        2, 2, 2, 1, 2, 2,
+    ]  # fmt: skip
+    assert reads == ["all"]
+    db.agents.set_config("bot-4", top_k=1)
+    assert len(db.memories.search("weather", agent_id="bot-4")) == 1
+    db.agents.reset_config("bot-3")
+    assert len(db.memories.search("weather", agent_id="bot-3")) == 2
+
+
+def test_agent_configs_past_the_snapshot_size_are_read_one_by_one(
+    db: Engram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engramdb.service import people
+
+    monkeypatch.setattr(people, "SNAPSHOT_MAX_AGENTS", 1)
+    db.agents.set_config("bot-1", top_k=1)
+    db.agents.set_config("bot-2", top_k=3)
+    for i in range(4):
+        db.memories.add(f"note {i} about the weather", agent_id="bot-1")
+        db.memories.add(f"note {i} about the weather", agent_id="bot-2")
+    reads = _count_config_reads(db)
+    db.engine.config_snapshots.clear()  # a new period
+    db.engine.config_cache.clear()
+    assert len(db.memories.search("weather", agent_id="bot-1")) == 1
+    assert len(db.memories.search("weather", agent_id="bot-2")) == 3
+    assert len(db.memories.search("weather", agent_id="bot-1")) == 1
+    assert reads == ["all", "bot-1", "bot-2"]  # too many to hold: per agent, then remembered

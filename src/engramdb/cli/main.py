@@ -14,7 +14,9 @@ from ..settings import Settings
 __all__ = ["main"]
 
 #: Subcommand modules register themselves here: name → (add_arguments, run).
-Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
+Command = tuple[
+    Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]
+]
 
 
 def _commands() -> dict[str, tuple[str, Command]]:
@@ -51,7 +53,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[str, Comman
     commands = _commands()
     for name, (help_text, (add_args, _run)) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+        p.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        )
         add_args(p)
     return parser, commands
 

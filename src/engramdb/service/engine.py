@@ -49,6 +49,9 @@ class Engine:
     #: Agents' memory configuration, read by every add and search naming an agent, remembered
     #: for ``settings.agent_config_cache_seconds`` (see service.people.load_agent_config).
     config_cache: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict)
+    #: Per organization: (expiry, every configured agent's configuration, or ``None`` when it
+    #: has too many to hold and ``config_cache`` is used per agent).
+    config_snapshots: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
