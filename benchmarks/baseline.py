@@ -20,8 +20,10 @@ Measured, in this order:
    each on its own connection (:data:`WRITER_THREADS`): how durable single-row writes scale when
    PostgreSQL can flush several transactions' commit records with one WAL write (group commit).
 
-The database stays for the rest of the run: the engramdb suite inserts single rows into it again
-(under fresh ids), alternating with its own single adds (``raw.insert.interleaved``).
+The database stays for the rest of the run: the engramdb suite inserts more single rows into it,
+alternating with its own single adds of the same rows (``raw.insert.interleaved``). Every
+single-row measurement writes extra rows no earlier one wrote (``registry.interleaved_slice``):
+an HNSW graph takes a vector it already holds faster than a new one.
 
 All queries are prepared, take the query vector in binary (pgvector's psycopg adapter), and
 run with ``plan_cache_mode = force_custom_plan``: psycopg prepares statements and PostgreSQL
@@ -32,10 +34,8 @@ would otherwise switch to a value-blind generic plan after five executions, maki
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -47,7 +47,12 @@ from psycopg.types.json import Jsonb
 from engramdb.settings import Settings
 
 from .measure import LatencyStats, SearchResult, Timer, run_queries
-from .registry import Context, Measurement, RunConfig, bench
+from .registry import (
+    Context,
+    Measurement,
+    bench,
+    concurrent_slices,
+)
 from .workload import COLUMNS, ORGANIZATION, PG_TYPES, QuerySet, Workload
 
 TABLE = "memories"
@@ -537,43 +542,7 @@ def ingest_into_indexed(ctx: Context, conn: psycopg.Connection[Any], w: Workload
 
 
 # --------------------------------------------------------------------------------------------
-# Concurrent single-row writers (shared with the engramdb suite, which writes the same rows)
-
-#: Writer thread counts of the concurrent single-row write measurements.
-WRITER_THREADS: tuple[int, ...] = (1, 2, 4)
-
-
-def single_insert_slice(cfg: RunConfig) -> tuple[int, int]:
-    """The extra rows ``raw.insert.commit_per_row`` inserts (after COPY and executemany)."""
-    start = cfg.copy_indexed_rows + cfg.executemany_rows
-    return start, start + cfg.insert_rows
-
-
-def concurrent_slices(cfg: RunConfig) -> list[tuple[int, int, int]]:
-    """``(threads, start, stop)``: the extra rows each concurrent-writer measurement writes.
-
-    They are the ``executemany`` rows, split in one equal part per thread count (a multiple of
-    every thread count, so each thread writes as many rows). The raw suite has already inserted
-    those rows once, so it writes them again under fresh ids; the engramdb suite, in its own
-    database, writes them for the first time.
-    """
-    per = min(cfg.insert_rows, cfg.executemany_rows // len(WRITER_THREADS))
-    per -= per % max(WRITER_THREADS)
-    start = cfg.copy_indexed_rows
-    return [(t, start + j * per, start + (j + 1) * per) for j, t in enumerate(WRITER_THREADS)]
-
-
-def fresh_ids(count: int) -> list[uuid.UUID]:
-    """UUIDv7s for rows written again: time-ordered like the workload's (and engramdb's) ids,
-    so the primary key B-tree sees appends, not random inserts."""
-    ms = time.time_ns() // 1_000_000
-    out = []
-    for i in range(count):
-        rand = int.from_bytes(os.urandom(10), "big")
-        rand_a, rand_b = rand >> 68 & 0xFFF, rand & ((1 << 62) - 1)
-        value = ((ms + i // 1000) & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64
-        out.append(uuid.UUID(int=value | 0b10 << 62 | rand_b))
-    return out
+# Concurrent single-row writers (the engramdb suite writes the same rows into its own table)
 
 
 def run_writers(workers: Sequence[Callable[[], list[float]]]) -> tuple[float, list[float]]:
@@ -607,10 +576,9 @@ def run_writers(workers: Sequence[Callable[[], list[float]]]) -> tuple[float, li
 
 
 def insert_rows(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> list[float]:
-    """INSERT + durable COMMIT of each row (under a fresh id) into the raw table; the seconds
-    each took. Called by the engramdb suite between blocks of its own single adds."""
-    ids = fresh_ids(len(rows))
-    return _insert_one_by_one(conn, [insert_params((ids[i], *r[1:])) for i, r in enumerate(rows)])
+    """INSERT + durable COMMIT of each row into the raw table; the seconds each took. Called by
+    the engramdb suite between blocks of its own single adds (rows new to the raw table)."""
+    return _insert_one_by_one(conn, [insert_params(r) for r in rows])
 
 
 def _insert_one_by_one(
@@ -633,8 +601,7 @@ def concurrent_inserts(ctx: Context, uri: str, w: Workload) -> None:
         rows = w.extra.rows(start, stop)
         if len(rows) < threads:
             continue
-        ids = fresh_ids(len(rows))
-        params = [insert_params((ids[i], *row[1:])) for i, row in enumerate(rows)]
+        params = [insert_params(row) for row in rows]
         per = len(params) // threads
         conns = [psycopg.connect(uri) for _ in range(threads)]
         try:

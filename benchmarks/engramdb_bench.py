@@ -18,7 +18,7 @@ Measured, in this order, in a fresh database migrated by ``connect``:
    ``engramdb.hybrid.<bucket>``: vector + text for reference (no raw equivalent).
 3. ``engramdb.add_many``: extra rows into the live, indexed store. Baseline: ``raw.copy.indexed``.
 4. ``engramdb.add.single``: one ``add()`` per memory, vector given, each a durable commit.
-   Baseline: ``raw.insert.interleaved``, the same rows inserted into the raw suite's table in
+   Baseline: ``raw.insert.interleaved``, the same rows (new to it) inserted into the raw suite's table in
    blocks alternating with the adds (both timed per row, summed); ``raw.insert.commit_per_row``
    (taken in the raw suite) when the raw suite did not run.
 5. ``engramdb.add.concurrent.t<T>``: ``add()`` from T threads sharing one ``connect()``.
@@ -60,14 +60,12 @@ from .baseline import (
     RECALL_ANY,
     RECALL_SCOPED,
     best_plan,
-    concurrent_slices,
     insert_rows,
     plans_for,
     run_writers,
-    single_insert_slice,
 )
 from .measure import LatencyStats, Timer, run_queries
-from .registry import Context, Measurement, bench
+from .registry import Context, Measurement, bench, concurrent_slices, interleaved_slice
 from .workload import COLUMNS, Memories, QuerySet, topic
 
 #: Issue 6 targets, checked per run and written as notes on the measurements.
@@ -404,11 +402,11 @@ def writes(ctx: Context, db: Engram, n_before: int) -> None:
         )
         n_before += len(batch)
 
-    # One add() per memory, vector given: the rows raw.insert.commit_per_row inserts. When the
-    # raw suite's table is still there, raw INSERT + COMMITs of the same rows alternate with the
-    # adds, a block of each in turn, so both meet the disk's commit speed of the same moments
+    # One add() per memory, vector given. When the raw suite's table is still there, raw INSERT
+    # + COMMITs of the same rows (new to that table too) alternate with the adds, a block of
+    # each in turn, so both meet the disk's commit speed of the same moments
     # (raw.insert.commit_per_row was taken minutes earlier; a commit's cost drifts that much).
-    start, stop = single_insert_slice(cfg)
+    start, stop = interleaved_slice(cfg)
     batch = items(w.extra, start, stop)
     raw_uri = ctx.shared.get(RAW_URI)
     if batch:

@@ -81,12 +81,46 @@ class RunConfig:
 
     @property
     def extra_rows(self) -> int:
-        """Rows generated beyond ``n`` for the ingest-into-a-full-table measurements."""
-        return self.copy_indexed_rows + self.insert_rows + self.executemany_rows
+        """Rows generated beyond ``n`` for the ingest-into-a-full-table measurements: COPY,
+        executemany, then the single-row slices below, each written once per database."""
+        return max(stop for _, _, stop in concurrent_slices(self))
 
     @property
     def spec(self) -> WorkloadSpec:
         return WorkloadSpec(n=self.n, dim=self.dim, tenants=self.tenants, seed=self.seed)
+
+
+#: Writer thread counts of the concurrent single-row write measurements.
+WRITER_THREADS: tuple[int, ...] = (1, 2, 4)
+
+
+def single_insert_slice(cfg: RunConfig) -> tuple[int, int]:
+    """The extra rows ``raw.insert.commit_per_row`` inserts (after COPY and executemany)."""
+    start = cfg.copy_indexed_rows + cfg.executemany_rows
+    return start, start + cfg.insert_rows
+
+
+def interleaved_slice(cfg: RunConfig) -> tuple[int, int]:
+    """The extra rows ``engramdb.add.single`` adds and ``raw.insert.interleaved`` inserts: new
+    to both tables. An HNSW graph takes a vector it already holds faster than a new one: on
+    10,000 rows, raw INSERT + COMMITs of rows already in the table (under new ids) ran at 618
+    rows/s against 430 for new rows, alternating in blocks of 50. Earlier versions of this suite
+    compared engramdb's adds of new rows with raw inserts of rows the raw table held."""
+    start = single_insert_slice(cfg)[1]
+    return start, start + cfg.insert_rows
+
+
+def concurrent_slices(cfg: RunConfig) -> list[tuple[int, int, int]]:
+    """``(threads, start, stop)``: the extra rows each concurrent-writer measurement writes.
+
+    One equal part per thread count (a multiple of every thread count, so each thread writes as
+    many rows), after every other slice: the raw suite and the engramdb suite, each in its own
+    database, both write them for the first time.
+    """
+    per = min(cfg.insert_rows, cfg.executemany_rows // len(WRITER_THREADS))
+    per -= per % max(WRITER_THREADS)
+    start = interleaved_slice(cfg)[1]
+    return [(t, start + j * per, start + (j + 1) * per) for j, t in enumerate(WRITER_THREADS)]
 
 
 @dataclass
