@@ -1069,7 +1069,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
             # exact_search_max_rows rows, as counted when the choice was made), and the graph
             # walk is the only plan without a sort. Planning each time cost more than running
             # a small search (0.13 against 0.08 ms for one user's memory among 100,000) and
-            # ~0.8 ms of a 3 ms unfiltered one. Text lists stay planned for their words: how
+            # took ~0.3 ms of a 3 ms unfiltered one. Text lists stay planned for their words: how
             # many rows a word matches decides between its GIN index and the scope's B-trees.
             local["plan_cache_mode"] = "force_generic_plan"
         rows = self._round_trip(
