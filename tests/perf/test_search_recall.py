@@ -7,6 +7,7 @@ thousand rows. Ground truth is brute-force cosine in numpy.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from typing import Any
@@ -288,10 +289,8 @@ def test_the_graph_is_used_on_a_table_never_analyzed(pg_url: str, workload: Work
                 conn.execute("SELECT set_config(%s, %s, true)", (name, value))
             if generic:
                 # EXPLAIN (GENERIC_PLAN) takes $n placeholders and no values.
-                text = query.as_string()
-                count = text.count("%s") + text.count("%b")
-                for n in range(1, count + 1):
-                    text = re.sub("%[sb]", f"${n}", text, count=1)
+                numbers = itertools.count(1)
+                text = re.sub("%[sb]", lambda _: f"${next(numbers)}", query.as_string())
                 explain = f"EXPLAIN (GENERIC_PLAN) {text}"
                 rows = conn.execute(explain).fetchall()  # type: ignore[call-overload]
             else:
