@@ -983,22 +983,22 @@ class PostgresStore(SecurityMixin, PostgresResources):
             hnsw_dist = f"(m.embedding::{kind}({dim}) {op} %b::{kind}({dim}))"
             n_col = ", (SELECT exact FROM d) AS _exact" if probe_key else ", NULL::bool AS _exact"
 
-            def vector_list(dist: str, gate: str) -> None:
-                if dist is exact_dist:
+            def vector_list(exact_list: bool, gate: str) -> None:
+                if exact_list:
                     # Sorted in two steps: the filter's rows are ranked as (id, distance) and only
                     # the top ``limit`` are read back whole. Sorting whole rows made PostgreSQL
                     # build every candidate's full tuple first: 0.4 ms of 2.7 over one user's
                     # 1,000 memories, 1.6 ms of 17 over 11,000 (measured at 100,000 memories).
                     parts.append(
                         f"(SELECT {cols}, c._dist, NULL::float8 AS _rank{n_col} FROM (SELECT "
-                        f"m.id, {dist} AS _dist FROM memories m WHERE {where}{gate} "
+                        f"m.id, {exact_dist} AS _dist FROM memories m WHERE {where}{gate} "
                         f"ORDER BY _dist LIMIT %s) c {_JOIN_BACK} ORDER BY c._dist)"
                     )
                     params.extend([vec, *wparams, spec.limit, org])
                     return
                 # A graph walk yields rows in order and stops at ``limit``: only those are built.
                 parts.append(
-                    f"(SELECT {cols}, {dist} AS _dist, NULL::float8 AS _rank{n_col} "
+                    f"(SELECT {cols}, {hnsw_dist} AS _dist, NULL::float8 AS _rank{n_col} "
                     f"FROM memories m WHERE {where}{gate} ORDER BY _dist LIMIT %s)"
                 )
                 params.extend([vec, *wparams, spec.limit])
@@ -1026,10 +1026,10 @@ class PostgresStore(SecurityMixin, PostgresResources):
                     "AS exact FROM n) "
                 )
                 params.extend([*pparams, line + 1])
-                vector_list(exact_dist, " AND (SELECT exact FROM d)")
-                vector_list(hnsw_dist, " AND NOT (SELECT exact FROM d)")
+                vector_list(True, " AND (SELECT exact FROM d)")
+                vector_list(False, " AND NOT (SELECT exact FROM d)")
             else:
-                vector_list(exact_dist if exact else hnsw_dist, "")
+                vector_list(exact, "")
             if not exact:
                 ef = spec.ef_search
                 if ef is None:
