@@ -1,9 +1,16 @@
-"""Compiles filter trees and memory queries into PostgreSQL WHERE clauses (psycopg.sql)."""
+"""Compiles filter trees and memory queries into PostgreSQL WHERE clauses.
+
+The clauses are plain text with ``%s`` placeholders, their values appended to ``params``: every
+name in them is a known column (``filters.FIELDS``) or a trusted alias, quoted once, and every
+value is a parameter. Composing them with ``psycopg.sql`` objects cost about a tenth of a small
+search's client time.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from psycopg import sql
@@ -38,57 +45,58 @@ ACCESS_EXPRESSIONS = {
 }
 
 
+@cache
 def access_expression(alias: str, name: str) -> str:
     """The value of an access field of the memory ``alias`` (a trusted alias, not user input)."""
     return ACCESS_EXPRESSIONS[name].format(a=sql.Identifier(alias).as_string())
 
 
-def _col(alias: str, name: str) -> sql.Composable:
+@cache
+def _col(alias: str, name: str) -> str:
+    """``alias.name`` quoted, or the access field's expression (names: known columns only)."""
     if name in ACCESS_EXPRESSIONS:
-        return sql.SQL(access_expression(alias, name))
-    return sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(name))
+        return access_expression(alias, name)
+    return f"{sql.Identifier(alias).as_string()}.{sql.Identifier(name).as_string()}"
 
 
-def compile_filter(node: Filter, params: list[Any], alias: str = "m") -> sql.Composable:
+def compile_filter(node: Filter, params: list[Any], alias: str = "m") -> str:
     """Append parameters to ``params`` and return the SQL condition for ``node``."""
     if isinstance(node, And):
-        parts = [compile_filter(n, params, alias) for n in node.items]
-        return sql.SQL("({})").format(sql.SQL(" AND ").join(parts))
+        return "(" + " AND ".join(compile_filter(n, params, alias) for n in node.items) + ")"
     if isinstance(node, Or):
-        parts = [compile_filter(n, params, alias) for n in node.items]
-        return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
+        return "(" + " OR ".join(compile_filter(n, params, alias) for n in node.items) + ")"
     if isinstance(node, Not):
         # coalesce: NOT over an unknown (NULL) must still exclude the row, as on SQLite.
-        return sql.SQL("NOT coalesce({}, false)").format(compile_filter(node.item, params, alias))
+        return f"NOT coalesce({compile_filter(node.item, params, alias)}, false)"
     return _cond(node, params, alias)
 
 
-def _cond(c: Cond, params: list[Any], alias: str) -> sql.Composable:
+def _cond(c: Cond, params: list[Any], alias: str) -> str:
     if c.field in ("metadata", "data"):
         return _json_cond(c, params, alias)
+    kind = FIELDS[c.field]  # a known field (KeyError otherwise) before it is quoted and cached
     col = _col(alias, c.field)
-    kind = FIELDS[c.field]
     if kind == "tags":
         if c.op == "eq":
             params.append([c.value])
-            return sql.SQL("{} @> %s::text[]").format(col)
+            return f"{col} @> %s::text[]"
         params.append(c.value)
         op = {"any": "&&", "all": "@>", "none": "&&"}[c.op]
-        expr = sql.SQL("{} {} %s::text[]").format(col, sql.SQL(op))
-        return sql.SQL("NOT ({})").format(expr) if c.op == "none" else expr
+        expr = f"{col} {op} %s::text[]"
+        return f"NOT ({expr})" if c.op == "none" else expr
     if c.op == "exists":
-        return sql.SQL("{} IS NOT NULL" if c.value else "{} IS NULL").format(col)
+        return f"{col} IS NOT NULL" if c.value else f"{col} IS NULL"
     if c.op == "eq" and c.value is None:
-        return sql.SQL("{} IS NULL").format(col)
+        return f"{col} IS NULL"
     if c.op == "ne":
         params.append(c.value)
-        return sql.SQL("{} IS DISTINCT FROM %s").format(col)
+        return f"{col} IS DISTINCT FROM %s"
     if c.op in ("in", "nin"):
         params.append(list(c.value))
-        expr = sql.SQL("{} = ANY(%s)").format(col)
-        return expr if c.op == "in" else sql.SQL("NOT coalesce({}, false)").format(expr)
+        expr = f"{col} = ANY(%s)"
+        return expr if c.op == "in" else f"NOT coalesce({expr}, false)"
     params.append(c.value)
-    return sql.SQL("{} {} %s").format(col, sql.SQL(_CMP[c.op]))
+    return f"{col} {_CMP[c.op]} %s"
 
 
 def _nest(path: tuple[str, ...], value: Any) -> Any:
@@ -107,64 +115,60 @@ def _json_type(value: Any) -> str:
     return "null"
 
 
-def _json_cond(c: Cond, params: list[Any], alias: str) -> sql.Composable:
+def _json_cond(c: Cond, params: list[Any], alias: str) -> str:
     col = _col(alias, c.field)
     path = list(c.path)
     if c.op == "contains":
         if not path:
             params.append(Jsonb(c.value))
-            return sql.SQL("{} @> %s").format(col)
+            return f"{col} @> %s"
         params.extend([path, Jsonb(c.value)])
-        return sql.SQL("coalesce({} #> %s @> %s, false)").format(col)
+        return f"coalesce({col} #> %s @> %s, false)"
     if c.op == "exists":
         params.append(path)
-        return sql.SQL("{} #> %s IS {}NULL").format(col, sql.SQL("NOT " if c.value else ""))
+        return f"{col} #> %s IS {'NOT ' if c.value else ''}NULL"
     if c.op == "eq":
         # Containment uses the GIN index (jsonb_path_ops).
         params.append(Jsonb(_nest(c.path, c.value)))
-        return sql.SQL("{} @> %s").format(col)
+        return f"{col} @> %s"
     if c.op == "ne":
         params.append(Jsonb(_nest(c.path, c.value)))
-        return sql.SQL("NOT ({} @> %s)").format(col)
+        return f"NOT ({col} @> %s)"
     if c.op in ("in", "nin"):
         params.extend([path, [json.dumps(v) for v in c.value]])
-        expr = sql.SQL("coalesce({} #> %s = ANY(%s::jsonb[]), false)").format(col)
-        return expr if c.op == "in" else sql.SQL("NOT {}").format(expr)
+        expr = f"coalesce({col} #> %s = ANY(%s::jsonb[]), false)"
+        return expr if c.op == "in" else f"NOT {expr}"
     # Ordering comparisons only between values of the same JSON type.
     params.extend([path, _json_type(c.value), path, Jsonb(c.value)])
-    return sql.SQL("(jsonb_typeof({} #> %s) = %s AND {} #> %s {} %s)").format(
-        col, col, sql.SQL(_CMP[c.op])
-    )
+    return f"(jsonb_typeof({col} #> %s) = %s AND {col} #> %s {_CMP[c.op]} %s)"
 
 
 def compile_query(
     org: str, query: MemoryQuery, params: list[Any], now: datetime, alias: str = "m"
-) -> sql.Composable:
+) -> str:
     """The whole WHERE condition of a listing or search: tenant, liveness, validity, filter."""
-    parts: list[sql.Composable] = [sql.SQL("{} = %s").format(_col(alias, "organization_id"))]
+    parts = [f"{_col(alias, 'organization_id')} = %s"]
     params.append(org)
     if not query.include_deleted:
-        parts.append(sql.SQL("{} IS NULL").format(_col(alias, "deleted_at")))
+        parts.append(f"{_col(alias, 'deleted_at')} IS NULL")
     if not query.include_expired:
         params.append(now)
-        parts.append(sql.SQL("({0} IS NULL OR {0} > %s)").format(_col(alias, "expires_at")))
+        expires = _col(alias, "expires_at")
+        parts.append(f"({expires} IS NULL OR {expires} > %s)")
     moment = query.as_of or now
     params.extend([moment, moment])
-    parts.append(
-        sql.SQL("({0} IS NULL OR {0} <= %s) AND ({1} IS NULL OR {1} > %s)").format(
-            _col(alias, "valid_from"), _col(alias, "valid_to")
-        )
-    )
+    start, end = _col(alias, "valid_from"), _col(alias, "valid_to")
+    parts.append(f"({start} IS NULL OR {start} <= %s) AND ({end} IS NULL OR {end} > %s)")
     if query.filter is not None:
         parts.append(compile_filter(query.filter, params, alias))
-    return sql.SQL(" AND ").join(parts)
+    return " AND ".join(parts)
 
 
 #: Columns with a B-tree led by organization_id (migration 0001), and the id of the primary key.
 SCOPE_COLUMNS = ("agent_id", "user_id", "room_id", "kind")
 
 
-def compile_scope(org: str, query: MemoryQuery, params: list[Any]) -> sql.Composable | None:
+def compile_scope(org: str, query: MemoryQuery, params: list[Any]) -> str | None:
     """The query's condition when it is only scopes: the organization and equalities (or
     ``in``) on the indexed scope columns, AND-ed; ``None`` when anything else filters.
 
@@ -178,7 +182,7 @@ def compile_scope(org: str, query: MemoryQuery, params: list[Any]) -> sql.Compos
         items = query.filter.items
     elif query.filter is not None:
         items = (query.filter,)
-    parts: list[sql.Composable] = [sql.SQL("m.organization_id = %s")]
+    parts = ["m.organization_id = %s"]
     params.append(org)
     for item in items:
         if not (
@@ -189,4 +193,4 @@ def compile_scope(org: str, query: MemoryQuery, params: list[Any]) -> sql.Compos
         ):
             return None
         parts.append(_cond(item, params, "m"))
-    return sql.SQL(" AND ").join(parts)
+    return " AND ".join(parts)

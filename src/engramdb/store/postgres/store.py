@@ -804,13 +804,13 @@ class PostgresStore(SecurityMixin, PostgresResources):
         params: list[Any] = []
         where = compile_query(org, query, params, utcnow())
         if after is not None:
-            where = sql.SQL("{} AND m.id < %s").format(where)
+            where += " AND m.id < %s"
             params.append(after)
         params.append(limit)
         with self._tx(org) as cur:
             cur.execute(
                 sql.SQL("SELECT {} FROM memories m WHERE {} ORDER BY m.id DESC LIMIT %s").format(
-                    _cols("m"), where
+                    _cols("m"), sql.SQL(where)
                 ),
                 params,
             )
@@ -972,7 +972,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 probe_key = key if exact is None else None
             wparams: list[Any] = []
             where = (
-                f"{compile_query(org, spec.query, wparams, now).as_string()} "
+                f"{compile_query(org, spec.query, wparams, now)} "
                 f"AND m.embedding_dim = {dim} AND m.embedding_model = %s"
             )
             wparams.append(spec.embedding_model)
@@ -1009,11 +1009,9 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 # filter of scopes only is counted on its B-tree alone (index-only); any other
                 # condition is counted on the rows, since it may keep far fewer of them.
                 pparams: list[Any] = []
-                scope_sql = compile_scope(org, spec.query, pparams)
-                if scope_sql is None:
+                scope = compile_scope(org, spec.query, pparams)
+                if scope is None:
                     scope, pparams = where, wparams
-                else:
-                    scope = scope_sql.as_string()
                 share = float(self.settings.exact_search_max_share)
                 # The table's size comes from the statistics (live rows, kept current by every
                 # commit), so a filter keeping most of the table is known as such for free.
@@ -1050,7 +1048,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 local["enable_sort"] = "off"
         if spec.text:
             tparams: list[Any] = [spec.text]
-            twhere = compile_query(org, spec.query, tparams, now).as_string()
+            twhere = compile_query(org, spec.query, tparams, now)
             # Ranked in two steps too, as every match is ranked before the top ones are known.
             parts.append(
                 f"(SELECT {cols}, NULL::float8 AS _dist, c._rank, NULL::bool AS _exact FROM "
