@@ -155,7 +155,8 @@ def open_db(uri: str, dim: int, **overrides: Any) -> Engram:
 def hnsw_params(db: Engram) -> dict[str, Any]:
     """The index and search settings in force (the raw suite builds the same graph)."""
     names = ("vector_type", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
-             "hnsw_filtered_ef_search", "hnsw_ef_search_reference_rows", "exact_search_max_rows",
+             "hnsw_ef_search_growth", "hnsw_filtered_ef_search", "hnsw_filtered_ef_search_growth",
+             "hnsw_ef_search_reference_rows", "exact_search_max_rows",
              "exact_search_max_share")  # fmt: skip
     return {n: getattr(db.settings, n) for n in names if hasattr(db.settings, n)}
 
@@ -611,7 +612,10 @@ def engramdb_suite(ctx: Context) -> None:
                 s = db.settings
                 # The candidate list the store uses at this size (it grows with the table).
                 ef = scaled_ef_search(
-                    s.hnsw_ef_search, len(w.base), s.hnsw_ef_search_reference_rows
+                    s.hnsw_ef_search,
+                    len(w.base),
+                    s.hnsw_ef_search_reference_rows,
+                    s.hnsw_ef_search_growth,
                 )
                 searches(ctx, db, ef_search=ef)
                 hybrid_searches(ctx, db)

@@ -164,20 +164,34 @@ def test_a_filter_keeping_most_of_the_table_uses_the_index(pg_url: str, workload
         db.close()
 
 
-def test_candidate_list_grows_with_the_square_root_of_the_table() -> None:
+def test_candidate_list_grows_with_the_table() -> None:
     assert scaled_ef_search(100, 50_000, 100_000) == 100  # below the reference: as set
     assert scaled_ef_search(100, 100_000, 100_000) == 100
-    assert scaled_ef_search(100, 400_000, 100_000) == 200
+    assert scaled_ef_search(100, 400_000, 100_000) == 200  # square root by default
     assert scaled_ef_search(100, 1_000_000, 100_000) == 316
     assert scaled_ef_search(100, 1e9, 100_000) == 1000  # pgvector's ceiling
     assert scaled_ef_search(100, 1_000_000, None) == 100  # scaling off
     assert scaled_ef_search(100, 1_000_000, 0) == 100
+    # The unfiltered defaults: 40 up to 100,000 rows, 105 at 300,000, 300 at a million.
+    s = Settings()
+    grown = [
+        scaled_ef_search(
+            s.hnsw_ef_search, n, s.hnsw_ef_search_reference_rows, s.hnsw_ef_search_growth
+        )
+        for n in (10_000, 100_000, 300_000, 1_000_000)
+    ]
+    assert grown == [40, 40, 105, 300]
+    filtered = scaled_ef_search(
+        s.hnsw_filtered_ef_search, 1_000_000, s.hnsw_ef_search_reference_rows,
+        s.hnsw_filtered_ef_search_growth,
+    )  # fmt: skip
+    assert filtered == 316
 
 
 def test_searches_use_the_scaled_candidate_list(pg_url: str, workload: Workload) -> None:
     db = open_loaded(
         pg_url, workload, hnsw_ef_search=20, hnsw_filtered_ef_search=30,
-        hnsw_ef_search_reference_rows=1000,
+        hnsw_ef_search_reference_rows=1000, hnsw_ef_search_growth=0.875,
     )  # fmt: skip
     try:
         store = db.engine.store
@@ -199,11 +213,12 @@ def test_searches_use_the_scaled_candidate_list(pg_url: str, workload: Workload)
         db.memories.search(embedding=q, mode="vector", user_id=big_user)
         db.memories.search(embedding=q, mode="vector", ef_search=17)
         assert seen == [
-            str(scaled_ef_search(20, rows, 1000)),
-            str(scaled_ef_search(30, rows, 1000)),
+            str(scaled_ef_search(20, rows, 1000, 0.875)),
+            str(scaled_ef_search(30, rows, 1000, 0.5)),
             "17",  # given per query: used as is
         ]
-        assert int(seen[0]) >= 40 and int(seen[1]) >= 60  # at least 4x the reference: 2x
+        # At least 4x the reference rows: 2x the filtered value, 3.3x the unfiltered one.
+        assert int(seen[0]) >= 66 and int(seen[1]) >= 60
     finally:
         db.close()
 

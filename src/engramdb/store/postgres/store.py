@@ -185,13 +185,15 @@ def _set_config_sql(count: int) -> sql.SQL:
     )
 
 
-def scaled_ef_search(base: int, rows: float, reference_rows: int | None) -> int:
+def scaled_ef_search(
+    base: int, rows: float, reference_rows: int | None, growth: float = 0.5
+) -> int:
     """The HNSW candidate list for a graph of ``rows`` vectors, ``base`` being right for
-    ``reference_rows``: it grows with the square root of the size (measured: the same recall
-    takes ~3x the candidates at 10x the rows), never below ``base`` nor above pgvector's 1000."""
+    ``reference_rows``: ``base * (rows / reference_rows) ** growth`` (the same recall takes more
+    candidates in a bigger graph), never below ``base`` nor above pgvector's 1000."""
     if reference_rows is None or reference_rows <= 0 or rows <= reference_rows:
         return base
-    return max(base, min(1000, round(base * math.sqrt(rows / reference_rows))))
+    return max(base, min(1000, round(base * math.pow(rows / reference_rows, growth))))
 
 
 #: The whole rows of a sorted list's top ids (``c``), by primary key.
@@ -1031,13 +1033,14 @@ class PostgresStore(SecurityMixin, PostgresResources):
             if not exact:
                 ef = spec.ef_search
                 if ef is None:
-                    base = (
-                        self.settings.hnsw_filtered_ef_search
+                    s = self.settings
+                    base, growth = (
+                        (s.hnsw_filtered_ef_search, s.hnsw_filtered_ef_search_growth)
                         if spec.query.filter is not None
-                        else self.settings.hnsw_ef_search
+                        else (s.hnsw_ef_search, s.hnsw_ef_search_growth)
                     )
                     ef = scaled_ef_search(
-                        base, self._memories_rows(), self.settings.hnsw_ef_search_reference_rows
+                        base, self._memories_rows(), s.hnsw_ef_search_reference_rows, growth
                     )
                 local["hnsw.ef_search"] = str(ef)
                 # The choice of the graph is made here, not by the planner: without statistics
