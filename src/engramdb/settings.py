@@ -98,6 +98,9 @@ class Settings:
     jwt_audience: str | None = None
     app_role: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    # Keys without a rate limit or quota are remembered by the server once found (no round
+    # trip per request) for at most this long; 0 looks every key up on every request.
+    api_key_cache_seconds: int = 60
 
     def __post_init__(self) -> None:
         # Accept str paths from callers (connect(data_dir="…")); keep Path inside.

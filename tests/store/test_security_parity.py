@@ -6,6 +6,8 @@ the server uses run directly on each store, with the same expectations.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ import engramdb
 from engramdb import Engram, Settings, connect
 from engramdb.embeddings.hashing import HashEmbedder
 from engramdb.models import utcnow
+from engramdb.models.security import ApiKeyUses
 from engramdb.service.audit import AuditLog
 from engramdb.service.keys import ApiKeys
 from engramdb.service.organizations import Organizations
@@ -120,6 +123,35 @@ def test_rate_limit_and_quota_are_counted_in_the_database(sec: Security) -> None
         sec.keys.authenticate(unlimited)
     used = sec.keys.find("acme", key.prefix)
     assert used.last_used_at is not None
+
+
+def test_uses_counted_in_memory_are_added_to_their_windows(sec: Security) -> None:
+    """What the server's key cache counts in memory lands in the same windows as lookups."""
+    if utcnow().second >= 58:  # the lookups below must fall in the same minute
+        time.sleep(3)
+    key, secret = sec.keys.create("acme", name="u", tier="enterprise")
+    sec.keys.lookup(secret)  # counted by the lookup: 1 in this minute and month
+    now = utcnow()
+    minute = now.replace(second=0, microsecond=0)
+    later = now + timedelta(seconds=1)
+    earlier_month = (minute.replace(day=1) - timedelta(days=1)).replace(day=1)
+    sec.store.add_api_key_uses("acme", [
+        ApiKeyUses(key_id=key.id, minute=minute, count=4, last_used_at=later),
+        ApiKeyUses(key_id=key.id, minute=minute, count=3, last_used_at=now),
+        # a minute of last month: its own month window, not this one
+        ApiKeyUses(key_id=key.id, minute=earlier_month, count=2, last_used_at=earlier_month),
+        ApiKeyUses(key_id=uuid.uuid4(), minute=minute, count=9, last_used_at=now),  # gone
+    ])  # fmt: skip
+    sec.store.add_api_key_uses("acme", [])
+    use = sec.keys.lookup(secret)  # and this request: 1 + 7 + 1
+    assert (use.minute_count, use.month_count) == (9, 9)
+    found = sec.keys.find("acme", key.prefix).last_used_at
+    assert found is not None and found >= later  # moved forward, never back
+    # Another organization's name does not reach this organization's key.
+    sec.store.add_api_key_uses("globex", [
+        ApiKeyUses(key_id=key.id, minute=minute, count=50, last_used_at=now),
+    ])  # fmt: skip
+    assert sec.keys.lookup(secret).minute_count == 10
 
 
 def test_expired_key_and_deleted_organization_are_refused(sec: Security) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "TIERS",
     "ApiKey",
     "ApiKeyUse",
+    "ApiKeyUses",
     "AuditEntry",
     "Organization",
     "Scope",
@@ -67,11 +68,24 @@ class ApiKey(Model):
 
 
 class ApiKeyUse(Model):
-    """A key found by its secret's hash, with this request counted in its windows."""
+    """A key found by its secret's hash, with this request counted in its windows.
+
+    A key without limits that the server remembers (``engramdb.service.key_cache``) is counted
+    in the background instead: its counts here are 0, which no check reads for such a key.
+    """
 
     key: ApiKey
     minute_count: int
     month_count: int
+
+
+class ApiKeyUses(Model):
+    """Requests of one key in one minute, counted in memory, to add to its windows."""
+
+    key_id: uuid.UUID
+    minute: datetime  # the start of the minute (UTC)
+    count: int
+    last_used_at: datetime
 
 
 class UsageEvent(Model):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import AuthenticationError, PermissionDenied
 from ..service.keys import expand_scopes, looks_like_api_key
@@ -37,11 +38,13 @@ def context_of(request: Request) -> RequestContext:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def authenticate(request: Request, credentials: Credentials) -> Principal:
+async def authenticate(request: Request, credentials: Credentials) -> Principal:
     """The caller, from ``Authorization: Bearer …``; refuses with 401, or 429 over the limits.
 
-    A key's request is counted in its rate-limit and quota windows in the same round trip
-    that finds it.
+    A coroutine: a key the server remembers (no limits, see ``service.key_cache``) is checked
+    on the event loop without I/O. Other keys are found, and counted in their rate-limit and
+    quota windows, in one round trip in a worker thread; so are JWTs (verifying one may fetch
+    signing keys, and its organization may be created).
     """
     if credentials is None or not credentials.credentials:
         raise AuthenticationError(
@@ -50,22 +53,28 @@ def authenticate(request: Request, credentials: Credentials) -> Principal:
     token = credentials.credentials.strip()
     state = state_of(request)
     ctx = context_of(request)
-    if looks_like_api_key(token):
-        use = state.keys.lookup(token)
-        key = use.key
-        scopes = expand_scopes(key.scopes)
-        ctx.principal = Principal(
-            organization=key.organization_id,
-            scopes=scopes,
-            kind="api_key",
-            subject=str(key.id),
-            key_id=key.id,
-            key_prefix=key.prefix,
-            operator=key.organization_id == state.settings.organization and "admin" in scopes,
-        )
-        # Set before the checks: a refused request of a known key is still metered (401, 429).
-        state.keys.check(use)
-        return ctx.principal
+    if not looks_like_api_key(token):
+        return await run_in_threadpool(_jwt_principal, state, ctx, token)
+    use = state.keys.lookup_cached(token)
+    if use is None:
+        use = await run_in_threadpool(state.keys.lookup, token)
+    key = use.key
+    scopes = expand_scopes(key.scopes)
+    ctx.principal = Principal(
+        organization=key.organization_id,
+        scopes=scopes,
+        kind="api_key",
+        subject=str(key.id),
+        key_id=key.id,
+        key_prefix=key.prefix,
+        operator=key.organization_id == state.settings.organization and "admin" in scopes,
+    )
+    # Set before the checks: a refused request of a known key is still metered (401, 429).
+    state.keys.check(use)
+    return ctx.principal
+
+
+def _jwt_principal(state: ServerState, ctx: RequestContext, token: str) -> Principal:
     principal = state.jwt.verify(token)
     principal = Principal(
         organization=principal.organization,

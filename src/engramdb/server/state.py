@@ -9,6 +9,7 @@ from typing import Any
 from ..api import Engram, connect
 from ..errors import AuthenticationError, NotFound
 from ..service.audit import AuditLog
+from ..service.key_cache import KeyCache
 from ..service.keys import ApiKeys
 from ..service.organizations import Organizations
 from ..service.usage import UsageRecorder
@@ -57,6 +58,7 @@ class ServerState:
     engram: Engram
     owns_engram: bool
     keys: ApiKeys = field(init=False)
+    key_cache: KeyCache | None = field(init=False)
     audit: AuditLog = field(init=False)
     usage: UsageRecorder = field(init=False)
     organizations: Organizations = field(init=False)
@@ -66,9 +68,14 @@ class ServerState:
     def __post_init__(self) -> None:
         store = self.engram.engine.store
         max_page = self.settings.limits.max_page
-        self.keys = ApiKeys(store, max_page)
         self.audit = AuditLog(store, max_page)
         self.usage = UsageRecorder(store)
+        seconds = self.settings.api_key_cache_seconds
+        self.key_cache = KeyCache(store, seconds=seconds) if seconds > 0 else None
+        self.keys = ApiKeys(
+            store, max_page, cache=self.key_cache,
+            count_use=None if self.key_cache is None else self.usage.count_key_use,
+        )  # fmt: skip
         self.organizations = Organizations(store, max_page)
         self.jwt = JwtVerifier(self.settings)
         self.metrics = Metrics()
@@ -113,6 +120,8 @@ class ServerState:
             return None
 
     def close(self) -> None:
+        if self.key_cache is not None:
+            self.key_cache.close()
         self.usage.close()
         if self.owns_engram:
             self.engram.close()

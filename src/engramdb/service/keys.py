@@ -6,7 +6,7 @@ import base64
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..errors import (
 from ..models import Page, new_id, utcnow
 from ..models.security import SCOPES, TIERS, ApiKey, ApiKeyUse
 from ..store.base import Store
+from .key_cache import KeyCache
 from .pagination import decode_cursor, encode_cursor, listing_key
 
 __all__ = [
@@ -83,11 +84,27 @@ def expand_scopes(scopes: Iterable[str]) -> frozenset[str]:
 
 class ApiKeys:
     """Creation, listing, revocation and per-request checking of API keys, for any organization
-    (callers decide who may touch which organization)."""
+    (callers decide who may touch which organization).
 
-    def __init__(self, store: Store, max_page: int = 1000) -> None:
+    With a ``cache``, keys without limits are remembered once found and their requests are
+    handed to ``count_use`` (which writes them in batches) instead of being counted in the
+    database each time: see :mod:`engramdb.service.key_cache`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        max_page: int = 1000,
+        *,
+        cache: KeyCache | None = None,
+        count_use: Callable[[ApiKey], None] | None = None,
+    ) -> None:
+        if (cache is None) != (count_use is None):
+            raise ValueError("a key cache needs count_use, or remembered keys go uncounted")
         self._store = store
         self._max_page = max_page
+        self._cache = cache
+        self._count_use = count_use
 
     def _build(
         self,
@@ -250,12 +267,31 @@ class ApiKeys:
         key = self.find(org, id_or_prefix)
         return self._store.update_api_key(org, key.id, clean, actor=actor)
 
+    def lookup_cached(self, secret: str) -> ApiKeyUse | None:
+        """The key from memory (no I/O), its request counted in the background; ``None`` when
+        it is not remembered, and then :meth:`lookup` finds it."""
+        if self._cache is None or self._count_use is None:
+            return None
+        key = self._cache.get(hash_secret(secret))
+        if key is None:
+            return None
+        self._count_use(key)
+        return ApiKeyUse(key=key, minute_count=0, month_count=0)
+
     def lookup(self, secret: str) -> ApiKeyUse:
         """The key a secret belongs to, with this request counted in its windows; unknown
         secrets raise AuthenticationError. Call :meth:`check` on the result."""
-        use = self._store.use_api_key(hash_secret(secret))
+        cached = self.lookup_cached(secret)
+        if cached is not None:
+            return cached
+        key_hash = hash_secret(secret)
+        # Taken before the lookup: a change heard meanwhile keeps what it finds out of memory.
+        generation = None if self._cache is None else self._cache.generation()
+        use = self._store.use_api_key(key_hash)
         if use is None:
             raise AuthenticationError("invalid API key")
+        if self._cache is not None and generation is not None:
+            self._cache.put(key_hash, use.key, generation)
         return use
 
     def check(self, use: ApiKeyUse, now: datetime | None = None) -> ApiKey:

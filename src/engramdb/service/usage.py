@@ -8,10 +8,11 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..errors import EngramError, InvalidInput
 from ..models import utcnow
-from ..models.security import UsageEvent, UsageTotal
+from ..models.security import ApiKey, ApiKeyUses, UsageEvent, UsageTotal
 from ..store.base import Store
 
 __all__ = ["UsageRecorder", "usage_totals"]
@@ -27,8 +28,12 @@ class UsageRecorder:
     """Collects usage events; a daemon thread writes them every ``interval`` seconds (or sooner
     when ``max_pending`` pile up), so metering never adds a round trip to a request.
 
-    Events still queued when the process dies are lost: usage is for reporting and billing
-    estimates, and the authoritative rate-limit and quota counters live in the database.
+    It also counts the requests of keys the server remembers (keys without limits, see
+    ``key_cache``) and adds them to the keys' windows with each flush.
+
+    Events and counts still queued when the process dies are lost: usage is for reporting and
+    billing estimates, and the counters that limits are enforced on (keys with limits) are
+    counted in the database on every request.
     """
 
     def __init__(
@@ -43,6 +48,8 @@ class UsageRecorder:
         self._max_pending = max_pending
         self._clock = clock
         self._pending: list[UsageEvent] = []
+        #: (organization, key id, minute) -> [requests, last request]
+        self._uses: dict[tuple[str, uuid.UUID, datetime], list[Any]] = {}
         self._orgs_seen: set[str] = set()
         self._last_prune = clock()
         self._lock = threading.Lock()
@@ -73,12 +80,27 @@ class UsageRecorder:
             self._pending.append(event)
             size = len(self._pending)
             if self._thread is None and not self._stopped.is_set():
-                self._thread = threading.Thread(
-                    target=self._run, name="engramdb-usage", daemon=True
-                )
-                self._thread.start()
+                self._start()
         if size >= self._max_pending:
             self._wake.set()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="engramdb-usage", daemon=True)
+        self._thread.start()
+
+    def count_key_use(self, key: ApiKey, at: datetime | None = None) -> None:
+        """One request of a remembered key, added to its windows with the next flush."""
+        at = at or utcnow()
+        slot = (key.organization_id, key.id, at.replace(second=0, microsecond=0))
+        with self._lock:
+            seen = self._uses.get(slot)
+            if seen is None:
+                self._uses[slot] = [1, at]
+            else:
+                seen[0] += 1
+                seen[1] = max(seen[1], at)
+            if self._thread is None and not self._stopped.is_set():
+                self._start()
 
     @property
     def pending(self) -> int:
@@ -90,6 +112,8 @@ class UsageRecorder:
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
+                uses, self._uses = self._uses, {}
+            self._write_uses(uses)
             if batch:
                 try:
                     self._store.insert_usage_events(batch)
@@ -98,6 +122,20 @@ class UsageRecorder:
                     log.warning("could not write %d usage events: %s", len(batch), exc)
             if self._clock() - self._last_prune >= _PRUNE_EVERY_S:
                 self._prune()
+
+    def _write_uses(self, uses: dict[tuple[str, uuid.UUID, datetime], list[Any]]) -> None:
+        by_org: dict[str, list[ApiKeyUses]] = {}
+        for (org, key_id, minute), (count, last) in uses.items():
+            by_org.setdefault(org, []).append(
+                ApiKeyUses(key_id=key_id, minute=minute, count=count, last_used_at=last)
+            )
+        for org, batch in by_org.items():
+            try:
+                self._store.add_api_key_uses(org, batch)
+                self._orgs_seen.add(org)
+            except EngramError as exc:
+                log.warning("could not count %d requests of keys in %s: %s",
+                            sum(u.count for u in batch), org, exc)  # fmt: skip
 
     def _prune(self) -> None:
         self._last_prune = self._clock()

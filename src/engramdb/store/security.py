@@ -6,20 +6,22 @@ Every backend implements it (``store/postgres/security.py``, ``store/sqlite/secu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from ..models.security import (
     ApiKey,
     ApiKeyUse,
+    ApiKeyUses,
     AuditEntry,
     Organization,
     UsageEvent,
     UsageTotal,
 )
 
-__all__ = ["AUDIT_FIELDS", "KEY_FIELDS", "ORG_COLUMNS", "USAGE_FIELDS", "SecurityStore"]
+__all__ = ["AUDIT_FIELDS", "KEY_FIELDS", "ORG_COLUMNS", "USAGE_FIELDS", "KeyWatch",
+           "SecurityStore"]  # fmt: skip
 
 # The columns of the security tables, in the order both backends read and write them.
 KEY_FIELDS = (
@@ -35,6 +37,17 @@ USAGE_FIELDS = (
     "organization_id", "id", "api_key_id", "subject", "endpoint", "method", "status_code",
     "latency_ms", "tokens", "created_at",
 )  # fmt: skip
+
+
+class KeyWatch(Protocol):
+    """A subscription to API key changes (see :meth:`SecurityStore.watch_api_keys`)."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether changes are being heard now; while not, nothing may be remembered."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class SecurityStore(Protocol):
@@ -94,6 +107,20 @@ class SecurityStore(Protocol):
 
     def prune_api_key_counters(self, org: str, before: datetime) -> int:
         """Forget an organization's per-minute windows that ended before ``before``."""
+        ...
+
+    def add_api_key_uses(self, org: str, uses: Sequence[ApiKeyUses]) -> None:
+        """Add requests counted in memory to their keys' minute and month windows and move
+        ``last_used_at`` forward; keys deleted since are skipped."""
+        ...
+
+    def watch_api_keys(self, on_change: Callable[[str | None], None]) -> KeyWatch | None:
+        """Call ``on_change`` whenever a key or its organization changes, by whoever changes
+        it: with the key's id, ``org:<id>`` for an organization, or ``None`` when anything may
+        have changed (changes went unheard). Changes made through this store are reported
+        before the call that made them returns; others as the database announces them.
+        ``None`` when the backend cannot hear other processes' changes: then keys must be
+        looked up on every request."""
         ...
 
     # -- usage and audit ---------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from ...errors import Conflict, InvalidInput, NotFound
 from ...models.security import (
     ApiKey,
     ApiKeyUse,
+    ApiKeyUses,
     AuditEntry,
     Organization,
     UsageEvent,
@@ -25,6 +27,8 @@ from ..security import AUDIT_FIELDS as _AUDIT_FIELDS
 from ..security import KEY_FIELDS as _KEY_FIELDS
 from ..security import ORG_COLUMNS as _ORG_COLS
 from ..security import USAGE_FIELDS as _USAGE_FIELDS
+from ..security import KeyWatch
+from .notify import KeyChangeListener, Subscription
 
 __all__ = ["SecurityMixin"]
 
@@ -37,6 +41,41 @@ Cursor = psycopg.Cursor[dict[str, Any]]
 _USE_KEY = sql.SQL("SELECT * FROM engramdb_use_api_key(%s)")
 
 
+#: Background counts of keys without limits (ApiKeys' key cache), one statement per
+#: organization: each (key, minute) adds to its minute window and its month's, and moves
+#: last_used_at forward. Keys deleted meanwhile drop out in the join.
+_ADD_USES = sql.SQL("""
+WITH u AS (
+    SELECT u.id, u.minute, u.n, u.at FROM unnest(%s::uuid[], %s::timestamptz[], %s::bigint[],
+        %s::timestamptz[]) AS u(id, minute, n, at)
+    JOIN api_keys k ON k.organization_id = %s AND k.id = u.id
+), counted AS (
+    INSERT INTO api_key_counters AS c (organization_id, api_key_id, period, window_start, count)
+    SELECT %s, w.id, w.period, w.start, sum(w.n) FROM (
+        SELECT id, 'minute' AS period, minute AS start, n FROM u
+        UNION ALL SELECT id, 'month', date_trunc('month', minute, 'UTC'), n FROM u
+    ) w GROUP BY w.id, w.period, w.start
+    ON CONFLICT (organization_id, api_key_id, period, window_start)
+    DO UPDATE SET count = c.count + excluded.count
+)
+UPDATE api_keys k SET last_used_at = greatest(k.last_used_at, l.at)
+FROM (SELECT id, max(at) AS at FROM u GROUP BY id) l
+WHERE k.organization_id = %s AND k.id = l.id
+""")
+
+
+def _uses_params(org: str, uses: Sequence[ApiKeyUses]) -> list[Any]:
+    return [
+        [u.key_id for u in uses],
+        [u.minute for u in uses],
+        [u.count for u in uses],
+        [u.last_used_at for u in uses],
+        org,
+        org,
+        org,
+    ]
+
+
 def _key(row: Mapping[str, Any]) -> ApiKey:
     return ApiKey.model_validate({k: row[k] for k in _KEY_FIELDS})
 
@@ -45,6 +84,9 @@ class SecurityMixin:
     """Mixed into PostgresStore; every tenant statement runs under the organization's setting."""
 
     if TYPE_CHECKING:
+        url: str
+        _listener: KeyChangeListener | None
+        _listener_lock: threading.Lock
 
         def _tx(self, org: str | None) -> AbstractContextManager[Cursor]: ...
 
@@ -114,6 +156,7 @@ class SecurityMixin:
                 )
             if cur.fetchone() is None:
                 raise NotFound(f"organization {org!r} not found", details={"id": org})
+        self._key_changed(f"org:{org}")
 
     # -- API keys ----------------------------------------------------------------------------------
 
@@ -204,6 +247,7 @@ class SecurityMixin:
             row = cur.fetchone()
         if row is None:
             raise NotFound(f"API key {key_id} not found", details={"id": str(key_id)})
+        self._key_changed(str(key_id))
         return _key(row)
 
     def update_api_key(
@@ -225,6 +269,7 @@ class SecurityMixin:
             )
             row = cur.fetchone()
             if row is not None:
+                self._key_changed(str(key_id))
                 return _key(row)
             cur.execute("SELECT 1 FROM api_keys WHERE organization_id = %s AND id = %s",
                         (org, key_id))  # fmt: skip
@@ -248,6 +293,28 @@ class SecurityMixin:
             minute_count=int(row["minute_count"] or 0),
             month_count=int(row["month_count"] or 0),
         )
+
+    def add_api_key_uses(self, org: str, uses: Sequence[ApiKeyUses]) -> None:
+        if not uses:
+            return
+        with self._tx(org) as cur:
+            cur.execute("SET LOCAL synchronous_commit = off")  # metering, as usage events
+            cur.execute(_ADD_USES, _uses_params(org, uses))
+
+    def watch_api_keys(self, on_change: Callable[[str | None], None]) -> KeyWatch | None:
+        with self._listener_lock:
+            if self._listener is None or self._listener.closed:
+                self._listener = KeyChangeListener(self.url)
+            listener = self._listener
+        listener.subscribe(on_change)
+        return Subscription(listener, on_change)
+
+    def _key_changed(self, payload: str) -> None:
+        # This process's own change reaches its subscribers now; the trigger's notice, which
+        # tells the other processes, arrives here a moment later and is harmless twice.
+        listener = self._listener
+        if listener is not None:
+            listener.changed(payload)
 
     def prune_api_key_counters(self, org: str, before: datetime) -> int:
         with self._tx(org) as cur:

@@ -34,6 +34,7 @@ from ...settings import Settings
 from ..base import Capabilities, ImportStats, MemoryQuery, NewMemory, RawHit, SearchSpec
 from .compile import ACCESS_EXPRESSIONS, access_expression, compile_query, compile_scope
 from .errors import translate_errors
+from .notify import KeyChangeListener
 from .resources import PostgresResources
 from .security import SecurityMixin
 
@@ -256,6 +257,9 @@ class PostgresStore(SecurityMixin, PostgresResources):
         self._plans = _TtlCache(settings.search_plan_cache_seconds)
         # The table's size, for the HNSW candidate list; sizes drift slowly.
         self._table_rows = _TtlCache(max(settings.search_plan_cache_seconds, 1), size=1)
+        #: API key change notices, started by the first watch_api_keys (the server's).
+        self._listener: KeyChangeListener | None = None
+        self._listener_lock = threading.Lock()
         if settings.vector_type not in _MAX_INDEXED_DIMENSIONS:
             raise ConfigurationError(
                 f"vector_type must be one of {sorted(_MAX_INDEXED_DIMENSIONS)}; "
@@ -358,6 +362,10 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 )
 
     def close(self) -> None:
+        with self._listener_lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         if self._pool is not None:
             self._pool.close()
             self._pool = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from ...models import utcnow
 from ...models.security import (
     ApiKey,
     ApiKeyUse,
+    ApiKeyUses,
     AuditEntry,
     Organization,
     UsageEvent,
@@ -29,6 +30,7 @@ from ..security import AUDIT_FIELDS as _AUDIT_FIELDS
 from ..security import KEY_FIELDS as _KEY_FIELDS
 from ..security import ORG_COLUMNS as _ORG_COLS
 from ..security import USAGE_FIELDS as _USAGE_FIELDS
+from ..security import KeyWatch
 from .values import from_micros, from_uuid, to_json, to_micros, to_uuid
 
 if TYPE_CHECKING:
@@ -314,6 +316,34 @@ class SQLiteSecurity:
                         (now_us, org, kid, to_micros(now - _LAST_USED_EVERY)),
                     )
         return ApiKeyUse(key=key, minute_count=int(m), month_count=int(q))
+
+    def add_api_key_uses(self, org: str, uses: Sequence[ApiKeyUses]) -> None:
+        with self.db.write() as conn:
+            for u in uses:
+                known = conn.execute(
+                    "SELECT 1 FROM api_keys WHERE organization_id = ? AND id = ?",
+                    (org, to_uuid(u.key_id)),
+                ).fetchone()
+                if known is None:  # deleted since it was counted
+                    continue
+                minute, month = _windows(u.minute)
+                for period, start in (("minute", minute), ("month", month)):
+                    conn.execute(
+                        "INSERT INTO api_key_counters VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT DO UPDATE SET count = count + excluded.count",
+                        (org, to_uuid(u.key_id), period, start, u.count),
+                    )
+                at = to_micros(u.last_used_at)
+                conn.execute(
+                    "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, ?1), ?1) "
+                    "WHERE organization_id = ?2 AND id = ?3",
+                    (at, org, to_uuid(u.key_id)),
+                )
+
+    def watch_api_keys(self, on_change: Callable[[str | None], None]) -> KeyWatch | None:
+        # Another process may change a key in the same file, and SQLite cannot tell this one:
+        # keys are looked up on every request (a local read, no network round trip).
+        return None
 
     def prune_api_key_counters(self, org: str, before: datetime) -> int:
         with self.db.write() as conn:
