@@ -174,8 +174,18 @@ def import_function() -> tuple[Callable[..., Any] | None, str]:
 
 
 def jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` per line, as ``engramdb import`` reads its file."""
+    """``(line number, object)`` per line, as ``engramdb import`` reads its file (with its own
+    reader where this engramdb has one)."""
+    try:
+        reader = getattr(
+            importlib.import_module("engramdb.service.importer"), "jsonl_records", None
+        )
+    except ImportError:
+        reader = None
     with path.open("rb") as f:
+        if callable(reader):
+            yield from reader(f)
+            return
         for number, raw in enumerate(f, start=1):
             if raw.strip():
                 yield number, json.loads(raw)

@@ -149,6 +149,22 @@ def test_nan_vector_refused(db: Engram) -> None:
     assert count(db) == 0
 
 
+def test_text_and_numbers_come_back_as_given(db: Engram) -> None:
+    """What JSON carries over HTTP survives unchanged: words that look like non-finite numbers
+    (the client's encoder checks for those), non-ASCII text, big and exact numbers."""
+    content = 'NaN, -Infinity and "Infinity" are words here; naïve café 😀 \u00e9'
+    metadata = {"big": 2**70, "neg": -(2**63), "tiny": 5e-324, "pi": 3.141592653589793,
+                "text": "NaN", "nested": [{"x": -0.5}]}  # fmt: skip
+    vec = [0.1 * (i % 7) - 0.3 for i in range(db.embedder.dimensions)]
+    made = db.memories.add(content, metadata=metadata, embedding=vec)
+    got = db.memories.get(made.id)
+    assert got.content == content
+    assert got.metadata == metadata
+    hits = db.memories.search(embedding=vec, mode="vector", top_k=1)
+    assert [h.memory.id for h in hits] == [made.id]
+    assert hits[0].memory.metadata == metadata
+
+
 def test_dimension_mismatch_error_is_clear(db: Engram) -> None:
     with pytest.raises(engramdb.DimensionMismatch) as info:
         db.memories.search(embedding=[1.0, 0.0], mode="vector")

@@ -27,6 +27,22 @@ def test_bad_requests_are_400(client: TestClient, make_key: MakeKey) -> None:
     assert_error(resp, 400, "invalid_cursor")
 
 
+def test_non_finite_numbers_in_a_body_are_invalid_input(
+    client: TestClient, make_key: MakeKey
+) -> None:
+    """``NaN`` is not JSON, but Python's parser (and the server's) read it: the library then
+    refuses the vector, as in-process, and nothing is written."""
+    h = {**bearer(make_key()), "Content-Type": "application/json"}
+    dims = client.get("/v1/info", headers=h).json()["embedder"]["dimensions"]
+    vector = ",".join(["NaN"] + ["0.5"] * (dims - 1))
+    body = f'{{"content": "x", "embedding": [{vector}]}}'.encode()
+    assert_error(client.post("/v1/memories", content=body, headers=h), 422, "invalid_input")
+    body = f'{{"embedding": [{vector.replace("NaN", "Infinity")}], "mode": "vector"}}'.encode()
+    assert_error(client.post("/v1/memories/search", content=body, headers=h), 422,
+                 "invalid_input")  # fmt: skip
+    assert client.get("/v1/memories", headers=h).json()["items"] == []
+
+
 def test_wrong_json_types_are_422(client: TestClient, make_key: MakeKey) -> None:
     h = bearer(make_key())
     assert_error(client.post("/v1/memories", json=["a list"], headers=h), 422, "invalid_input")

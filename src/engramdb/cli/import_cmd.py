@@ -11,7 +11,6 @@ readers of the memories table wait until the import commits in that case.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import IO, Any
 
 from ..api import connect
 from ..errors import InvalidInput
-from ..service.importer import DEFAULT_BATCH_SIZE, import_records
+from ..service.importer import DEFAULT_BATCH_SIZE, import_records, jsonl_records
 from ..settings import Settings
 from ..store.base import ImportStats
 from .main import emit
@@ -63,23 +62,10 @@ def _add(p: argparse.ArgumentParser) -> None:
 
 
 def _records(stream: IO[bytes], progress: _Progress) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, raw in enumerate(stream, start=1):
-        progress.bytes_read += len(raw)
-        text = raw.strip()
-        if not text:
-            continue
-        try:
-            record = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidInput(
-                f"line {number}: not valid JSON: {exc}", details={"line": number}
-            ) from None
-        if not isinstance(record, dict):
-            raise InvalidInput(
-                f"line {number}: expected a JSON object, got {type(record).__name__}",
-                details={"line": number},
-            )
-        yield number, record
+    def read(size: int) -> None:
+        progress.bytes_read += size
+
+    return jsonl_records(stream, read)
 
 
 class _Progress:

@@ -7,11 +7,14 @@ back, and the error names its line.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import IO, Any
+
+import pydantic_core
 
 from ..errors import InvalidInput, NotFound
 from ..models import MemoryInput
@@ -19,11 +22,46 @@ from ..store.base import ImportStats, NewMemory
 from .facts import MemoryGraph
 from .memories import Memories
 
-__all__ = ["DEFAULT_BATCH_SIZE", "import_records"]
+__all__ = ["DEFAULT_BATCH_SIZE", "import_records", "jsonl_records"]
 
 #: Rows per COPY batch (and per round of embedding): large enough that per-batch statements
 #: cost nothing next to the rows, small enough that a batch's vectors stay a few MB.
 DEFAULT_BATCH_SIZE = 1000
+
+
+def jsonl_records(
+    stream: IO[bytes], on_line: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines stream (what
+    ``engramdb import`` reads); ``on_line`` gets each line's length in bytes, blank ones too.
+
+    Lines are parsed by pydantic-core, about ten times faster than :func:`json.loads` on the
+    float arrays of embeddings (at 384 dimensions that was half of a 10,000-row import). It
+    accepts what ``json.loads`` accepts, ``NaN`` included (the vector is then refused as
+    invalid, as everywhere); a line it rejects goes to ``json.loads``, whose message says where
+    the line is broken.
+    """
+    for number, raw in enumerate(stream, start=1):
+        if on_line is not None:
+            on_line(len(raw))
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            record = pydantic_core.from_json(text, allow_inf_nan=True)
+        except ValueError:
+            try:
+                record = json.loads(text)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise InvalidInput(
+                    f"line {number}: not valid JSON: {exc}", details={"line": number}
+                ) from None
+        if not isinstance(record, dict):
+            raise InvalidInput(
+                f"line {number}: expected a JSON object, got {type(record).__name__}",
+                details={"line": number},
+            )
+        yield number, record
 
 
 def import_records(

@@ -12,10 +12,10 @@ from ...service.usage import usage_totals
 from ..auth import require, state_of
 from ..context import Principal
 from ..schemas import AuditPage, UsageReport
-from .common import ERRORS
+from .common import ERRORS, JsonRoute
 from .keys import _target
 
-router = APIRouter(prefix="/v1", tags=["usage and audit"], responses=ERRORS)
+router = APIRouter(route_class=JsonRoute, prefix="/v1", tags=["usage and audit"], responses=ERRORS)
 
 Reader = Annotated[Principal, Depends(require("read"))]
 Admin = Annotated[Principal, Depends(require("admin"))]

@@ -21,7 +21,7 @@ from ...surface import ROUTES, Route
 from ..auth import require
 from ..context import Principal
 from ..schemas import PageOf
-from .common import ERRORS, audit, view
+from .common import ERRORS, JsonRoute, audit, view
 
 __all__ = ["mount_data_model"]
 
@@ -241,7 +241,7 @@ def _openapi(route: Route, fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _router(resource: str, service: Any, routes: Sequence[Route]) -> APIRouter:
-    router = APIRouter(tags=[resource], responses=ERRORS)
+    router = APIRouter(route_class=JsonRoute, tags=[resource], responses=ERRORS)
     for route in routes:
         fn = getattr(service, route.method)
         answer: dict[str, Any] = (

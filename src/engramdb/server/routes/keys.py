@@ -12,9 +12,9 @@ from ...service.organizations import check_organization_id
 from ..auth import require, state_of
 from ..context import Principal
 from ..schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPatch, KeyPage
-from .common import ERRORS, audit
+from .common import ERRORS, JsonRoute, audit
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=ERRORS)
+router = APIRouter(route_class=JsonRoute, prefix="/v1/keys", tags=["keys"], responses=ERRORS)
 
 Admin = Annotated[Principal, Depends(require("admin"))]
 

@@ -21,9 +21,11 @@ from ..schemas import (
     SearchResults,
     VersionList,
 )
-from .common import ERRORS, audit, json_response, parse_filters, view
+from .common import ERRORS, JsonRoute, audit, json_response, parse_filters, view
 
-router = APIRouter(prefix="/v1/memories", tags=["memories"], responses=ERRORS)
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/memories", tags=["memories"], responses=ERRORS
+)
 
 Reader = Annotated[Principal, Depends(require("read"))]
 Writer = Annotated[Principal, Depends(require("write"))]

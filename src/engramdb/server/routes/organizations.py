@@ -12,9 +12,11 @@ from ...models.security import Organization
 from ..auth import require, state_of
 from ..context import Principal
 from ..schemas import OrganizationCreate, OrganizationPage, OrganizationPatch
-from .common import ERRORS, audit
+from .common import ERRORS, JsonRoute, audit
 
-router = APIRouter(prefix="/v1/organizations", tags=["organizations"], responses=ERRORS)
+router = APIRouter(
+    route_class=JsonRoute, prefix="/v1/organizations", tags=["organizations"], responses=ERRORS
+)
 
 Reader = Annotated[Principal, Depends(require("read"))]
 Admin = Annotated[Principal, Depends(require("admin"))]

@@ -19,7 +19,7 @@ from ...errors import InvalidInput
 from ..auth import require
 from ..context import Principal
 from ..schemas import PageOf
-from .common import ERRORS, audit, view
+from .common import ERRORS, JsonRoute, audit, view
 
 __all__ = ["NAMED_RESOURCES", "mount_named_resources"]
 
@@ -59,7 +59,7 @@ def _a(noun: str) -> str:
 
 
 def _router(attr: str, singular: str, model: type[BaseModel] | None) -> APIRouter:
-    router = APIRouter(prefix=f"/v1/{attr}", tags=[attr], responses=ERRORS)
+    router = APIRouter(route_class=JsonRoute, prefix=f"/v1/{attr}", tags=[attr], responses=ERRORS)
     one: Any = model or dict[str, Any]
     page: Any = PageOf[model] if model is not None else PageOf[dict[str, Any]]  # type: ignore[valid-type]
 

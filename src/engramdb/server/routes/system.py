@@ -14,9 +14,9 @@ from ..auth import require, state_of
 from ..context import Principal
 from ..errors import error_response
 from ..schemas import EmbedderInfo, Info
-from .common import ERRORS
+from .common import ERRORS, JsonRoute
 
-router = APIRouter(tags=["system"])
+router = APIRouter(route_class=JsonRoute, tags=["system"])
 
 
 @router.get("/healthz", summary="Alive (the process answers)")
