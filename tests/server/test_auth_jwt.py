@@ -211,12 +211,18 @@ def _hs256_with_raw_key(key: bytes) -> str:
 def test_unreadable_jwks_file_is_a_configuration_error(
     make_app: Callable[..., FastAPI], tmp_path: Path
 ) -> None:
+    def listeners() -> int:
+        return sum(t.name == "engramdb-key-changes" for t in threading.enumerate())
+
+    before = listeners()
     bad = tmp_path / "jwks.json"
     bad.write_text("{not json")
     with pytest.raises(ConfigurationError):
         make_app(jwt_jwks=str(bad))
     with pytest.raises(ConfigurationError):
         make_app(jwt_jwks=str(tmp_path / "missing.json"))
+    # A refused start leaves nothing behind: no key-change listener, no pool.
+    assert listeners() <= before
 
 
 class _JwksHandler(http.server.BaseHTTPRequestHandler):

@@ -66,6 +66,9 @@ class ServerState:
     metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
+        # First what may refuse the settings (an unreadable JWKS file), before anything that
+        # holds a thread or a connection.
+        self.jwt = JwtVerifier(self.settings)
         store = self.engram.engine.store
         max_page = self.settings.limits.max_page
         self.audit = AuditLog(store, max_page)
@@ -77,7 +80,6 @@ class ServerState:
             count_use=None if self.key_cache is None else self.usage.count_key_use,
         )  # fmt: skip
         self.organizations = Organizations(store, max_page)
-        self.jwt = JwtVerifier(self.settings)
         self.metrics = Metrics()
         engine = self.engram.engine
         if not isinstance(engine.embedder, MeteredEmbedder):
@@ -90,7 +92,12 @@ class ServerState:
         settings = server_settings(settings)
         if settings.app_role:
             _prepare_as_owner(settings)
-        return cls(settings, connect(settings=settings), owns_engram=True)
+        engram = connect(settings=settings)
+        try:
+            return cls(settings, engram, owns_engram=True)
+        except BaseException:
+            engram.close()  # the pool and its connections must not outlive a refused start
+            raise
 
     def view(self, organization: str, actor: str | None) -> Engram:
         """The library's object for one organization, acting as ``actor``."""

@@ -8,6 +8,7 @@ one round trip (the tenant setting, then the statement), and batches go through 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import pydantic_core
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from ...errors import ConfigurationError, MigrationRequired, NotFound
@@ -241,6 +243,17 @@ class _TtlCache:
             self._data.clear()
 
 
+def _load_json(data: bytes | str) -> Any:
+    """json/jsonb values as psycopg hands them over, read by pydantic-core: a memory row has
+    two JSON columns, and a search reads ten rows, a listing up to a page (about 5 µs saved per
+    value here). What it does not read (nothing PostgreSQL sends should qualify) goes to
+    ``json.loads``, which decides as before."""
+    try:
+        return pydantic_core.from_json(data, allow_inf_nan=True)
+    except ValueError:
+        return json.loads(data)
+
+
 class PostgresStore(SecurityMixin, PostgresResources):
     """Store over a PostgreSQL ≥ 15 with pgvector ≥ 0.7."""
 
@@ -306,6 +319,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
         from pgvector.psycopg import register_vector
 
         register_vector(conn)
+        set_json_loads(_load_json, conn)
         s = self.settings
         # Session defaults: relaxed iterative scans keep filtered HNSW searches complete. No
         # parallel workers: engramdb's statements touch an index range or a bounded set of
