@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -36,19 +36,18 @@ def _early_in_a_minute() -> None:
         time.sleep(61 - second)
 
 
-class Lookups:
-    """Counts the store's key lookups (the round trip the cache saves); the lookups still run."""
+@contextmanager
+def _held_counts(app: FastAPI) -> Iterator[None]:
+    """Keeps the usage writer from adding remembered keys' counts to the database meanwhile:
+    then a key's minute counters in PostgreSQL hold exactly the requests that looked it up
+    there (the round trip the cache saves)."""
+    with app.state.engramdb.usage._flush_lock:
+        yield
 
-    def __init__(self, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-        store = app.state.engramdb.engram.engine.store
-        real = store.use_api_key
-        self.calls = 0
 
-        def counted(key_hash: str) -> Any:
-            self.calls += 1
-            return real(key_hash)
-
-        monkeypatch.setattr(store, "use_api_key", counted)
+def _looked_up(pg_url: str, key_id: object) -> int:
+    """Requests of a key counted by lookups in the database (its minute windows)."""
+    return _counters(pg_url, key_id).get("minute", 0)
 
 
 def _cache(app: FastAPI) -> KeyCache:
@@ -67,15 +66,15 @@ def _counters(pg_url: str, key_id: object) -> dict[str, int]:
 
 
 def test_a_key_without_limits_is_looked_up_once_and_still_counted(
-    app: FastAPI, client: TestClient, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, client: TestClient, pg_url: str
 ) -> None:
     cache = _cache(app)
-    lookups = Lookups(app, monkeypatch)
     key, secret = app.state.engramdb.keys.create("acme", name="free-running", tier="enterprise")
     before = datetime.now(UTC)
-    for _ in range(6):
-        assert client.get("/v1/memories", headers=bearer(secret)).status_code == 200
-    assert lookups.calls == 1 and len(cache) == 1
+    with _held_counts(app):
+        for _ in range(6):
+            assert client.get("/v1/memories", headers=bearer(secret)).status_code == 200
+        assert _looked_up(pg_url, key.id) == 1 and len(cache) == 1
     # The first request was counted by its lookup, the other five in memory until a flush
     # (the background writer's, about every second, or this one).
     app.state.engramdb.usage.flush()
@@ -89,27 +88,25 @@ def test_a_key_without_limits_is_looked_up_once_and_still_counted(
 
 
 def test_keys_with_limits_are_looked_up_and_counted_on_every_request(
-    app: FastAPI, client: TestClient, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, client: TestClient, pg_url: str
 ) -> None:
     cache = _cache(app)
     _early_in_a_minute()
-    lookups = Lookups(app, monkeypatch)
     keys = app.state.engramdb.keys
-    _, limited = keys.create("acme", name="rl", tier="enterprise", rate_limit=3)
-    _, quota = keys.create("acme", name="q", tier="enterprise", monthly_quota=1000)
+    rl, limited = keys.create("acme", name="rl", tier="enterprise", rate_limit=3)
+    q, quota = keys.create("acme", name="q", tier="enterprise", monthly_quota=1000)
     for _ in range(3):
         assert client.get("/v1/memories", headers=bearer(limited)).status_code == 200
         assert client.get("/v1/memories", headers=bearer(quota)).status_code == 200
     assert_error(client.get("/v1/memories", headers=bearer(limited)), 429, "rate_limited")
-    assert lookups.calls == 7 and len(cache) == 0
+    assert _looked_up(pg_url, rl.id) + _looked_up(pg_url, q.id) == 7 and len(cache) == 0
 
 
 def test_changes_made_by_this_process_take_effect_on_the_next_request(
-    app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, client: TestClient, pg_url: str
 ) -> None:
     cache = _cache(app)
     _early_in_a_minute()
-    lookups = Lookups(app, monkeypatch)
     keys = app.state.engramdb.keys
     key, secret = keys.create("acme", name="k", tier="enterprise")
     h = bearer(secret)
@@ -121,11 +118,12 @@ def test_changes_made_by_this_process_take_effect_on_the_next_request(
     keys.update("acme", str(key.id), {"enabled": True})
     assert client.get("/v1/memories", headers=h).status_code == 200
     keys.update("acme", str(key.id), {"rate_limit": 2})  # now limited: counted in the database
-    calls = lookups.calls
-    client.get("/v1/memories", headers=h)
-    client.get("/v1/memories", headers=h)
-    assert_error(client.get("/v1/memories", headers=h), 429, "rate_limited")
-    assert lookups.calls == calls + 3 and len(cache) == 0
+    with _held_counts(app):
+        calls = _looked_up(pg_url, key.id)
+        client.get("/v1/memories", headers=h)
+        client.get("/v1/memories", headers=h)
+        assert_error(client.get("/v1/memories", headers=h), 429, "rate_limited")
+        assert _looked_up(pg_url, key.id) == calls + 3 and len(cache) == 0
 
     keys.update("acme", str(key.id), {"rate_limit": None})
     assert client.get("/v1/memories", headers=h).status_code == 200
@@ -167,10 +165,10 @@ def test_changes_made_elsewhere_are_heard(make_app: Callable[..., FastAPI], pg_u
 
 
 def test_nothing_is_served_from_memory_while_changes_go_unheard(
-    app: FastAPI, client: TestClient, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, client: TestClient, pg_url: str
 ) -> None:
     cache = _cache(app)
-    _, secret = app.state.engramdb.keys.create("acme", name="k", tier="enterprise")
+    key, secret = app.state.engramdb.keys.create("acme", name="k", tier="enterprise")
     h = bearer(secret)
     assert client.get("/v1/memories", headers=h).status_code == 200
     assert len(cache) == 1
@@ -184,23 +182,22 @@ def test_nothing_is_served_from_memory_while_changes_go_unheard(
     _wait(lambda: not cache.alive or len(cache) == 0)
     _wait(lambda: len(cache) == 0)  # forgotten: what changed meanwhile is unknown
     _wait(lambda: cache.alive)  # and it listens again
-    lookups = Lookups(app, monkeypatch)
-    for _ in range(3):
-        assert client.get("/v1/memories", headers=h).status_code == 200
-    assert lookups.calls == 1 and len(cache) == 1
+    with _held_counts(app):
+        calls = _looked_up(pg_url, key.id)
+        for _ in range(3):
+            assert client.get("/v1/memories", headers=h).status_code == 200
+        assert _looked_up(pg_url, key.id) == calls + 1 and len(cache) == 1
 
 
-def test_the_cache_can_be_turned_off(
-    make_app: Callable[..., FastAPI], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_cache_can_be_turned_off(make_app: Callable[..., FastAPI], pg_url: str) -> None:
     app = make_app(api_key_cache_seconds=0)
     assert app.state.engramdb.key_cache is None
-    lookups = Lookups(app, monkeypatch)
-    _, secret = app.state.engramdb.keys.create("acme", name="k", tier="enterprise")
+    key, secret = app.state.engramdb.keys.create("acme", name="k", tier="enterprise")
     client = TestClient(app, raise_server_exceptions=False)
     for _ in range(3):
         assert client.get("/v1/memories", headers=bearer(secret)).status_code == 200
-    assert lookups.calls == 3
+    app.state.engramdb.usage.flush()  # nothing held back: all three were looked up
+    assert _looked_up(pg_url, key.id) == 3
 
 
 class _Watch:

@@ -57,7 +57,7 @@ async def authenticate(request: Request, credentials: Credentials) -> Principal:
         return await run_in_threadpool(_jwt_principal, state, ctx, token)
     use = state.keys.lookup_cached(token)
     if use is None:
-        use = await run_in_threadpool(state.keys.lookup, token)
+        use = await run_in_threadpool(state.keys.lookup_stored, token)
     key = use.key
     scopes = expand_scopes(key.scopes)
     ctx.principal = Principal(

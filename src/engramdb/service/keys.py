@@ -269,7 +269,7 @@ class ApiKeys:
 
     def lookup_cached(self, secret: str) -> ApiKeyUse | None:
         """The key from memory (no I/O), its request counted in the background; ``None`` when
-        it is not remembered, and then :meth:`lookup` finds it."""
+        it is not remembered, and then :meth:`lookup_stored` finds it."""
         if self._cache is None or self._count_use is None:
             return None
         key = self._cache.get(hash_secret(secret))
@@ -278,12 +278,9 @@ class ApiKeys:
         self._count_use(key)
         return ApiKeyUse(key=key, minute_count=0, month_count=0)
 
-    def lookup(self, secret: str) -> ApiKeyUse:
-        """The key a secret belongs to, with this request counted in its windows; unknown
-        secrets raise AuthenticationError. Call :meth:`check` on the result."""
-        cached = self.lookup_cached(secret)
-        if cached is not None:
-            return cached
+    def lookup_stored(self, secret: str) -> ApiKeyUse:
+        """The key found in the store, with this request counted in its windows (one round
+        trip), and remembered if it may be; unknown secrets raise AuthenticationError."""
         key_hash = hash_secret(secret)
         # Taken before the lookup: a change heard meanwhile keeps what it finds out of memory.
         generation = None if self._cache is None else self._cache.generation()
@@ -293,6 +290,12 @@ class ApiKeys:
         if self._cache is not None and generation is not None:
             self._cache.put(key_hash, use.key, generation)
         return use
+
+    def lookup(self, secret: str) -> ApiKeyUse:
+        """The key a secret belongs to, with this request counted: from memory where
+        remembered, else from the store. Call :meth:`check` on the result."""
+        cached = self.lookup_cached(secret)
+        return cached if cached is not None else self.lookup_stored(secret)
 
     def check(self, use: ApiKeyUse, now: datetime | None = None) -> ApiKey:
         """Refuse revoked or expired keys (AuthenticationError) and requests over the rate limit
