@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from ..api import Engram
 from ..settings import Settings
 from .errors import install_error_handlers
+from .hot import HotRoutes
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware
 from .routes import admin, data_model, keys, memories, organizations, resources, system
 from .state import ServerState
@@ -52,7 +53,9 @@ def create_app(settings: Settings, engram: Engram | None = None) -> FastAPI:
     mounted = resources.mount_named_resources(app, tuple(state.engram.RESOURCES))
     mounted += data_model.mount_data_model(app, state.engram)
     app.state.engramdb_resources = tuple(dict.fromkeys(("memories", *mounted)))
-    # Outermost first: every request gets a context, then the body limit applies.
+    # Added innermost first: every request gets a context, then the body limit applies, then
+    # the hot routes (search, add) are served or the request goes on to FastAPI.
+    app.add_middleware(HotRoutes, state=state)
     app.add_middleware(BodyLimitMiddleware, max_bytes=state.settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, state=state)
     return app

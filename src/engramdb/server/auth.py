@@ -10,11 +10,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import AuthenticationError, PermissionDenied
+from ..models.security import ApiKeyUse
 from ..service.keys import expand_scopes, looks_like_api_key
 from .context import Principal, RequestContext
 from .state import ServerState
 
-__all__ = ["authenticate", "require", "state_of"]
+__all__ = ["authenticate", "check_scope", "key_principal", "require", "state_of"]
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -58,6 +59,12 @@ async def authenticate(request: Request, credentials: Credentials) -> Principal:
     use = state.keys.lookup_cached(token)
     if use is None:
         use = await run_in_threadpool(state.keys.lookup_stored, token)
+    return key_principal(state, ctx, use)
+
+
+def key_principal(state: ServerState, ctx: RequestContext, use: ApiKeyUse) -> Principal:
+    """The caller behind a found key, set on the request's context; refuses revoked, expired
+    or disabled keys (401) and requests over the key's limits (429)."""
     key = use.key
     scopes = expand_scopes(key.scopes)
     ctx.principal = Principal(
@@ -93,18 +100,24 @@ def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
 
     # async: a pure check, run on the event loop (a sync dependency costs a worker-thread hop).
     async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if scope == "operator":
-            if not principal.operator:
-                raise PermissionDenied(
-                    "only an admin of the server's home organization can do this",
-                    details={"required": "operator"},
-                )
-        elif scope not in principal.scopes:
-            raise PermissionDenied(
-                f"this credential lacks the {scope!r} scope",
-                details={"required": scope, "granted": sorted(principal.scopes)},
-            )
+        check_scope(principal, scope)
         return principal
 
     check.__name__ = f"require_{scope}"
     return check
+
+
+def check_scope(principal: Principal, scope: str) -> None:
+    """Refuse (403) a caller without ``scope``; ``operator`` needs an admin of the server's
+    home organization."""
+    if scope == "operator":
+        if not principal.operator:
+            raise PermissionDenied(
+                "only an admin of the server's home organization can do this",
+                details={"required": "operator"},
+            )
+    elif scope not in principal.scopes:
+        raise PermissionDenied(
+            f"this credential lacks the {scope!r} scope",
+            details={"required": scope, "granted": sorted(principal.scopes)},
+        )

@@ -19,7 +19,7 @@ from ..errors import (
     RateLimited,
 )
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["error_response", "install_error_handlers", "render_error"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _on_engram_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EngramError)
+    return render_error(exc)
+
+
+def render_error(exc: EngramError) -> JSONResponse:
+    """The response for an error the library raised while serving a request."""
     if isinstance(exc, BackendError):
         # The database's message can name tables and constraints: log it, do not send it.
         log.error("backend error: %s", exc.message)

@@ -14,10 +14,11 @@ from pydantic import BaseModel
 from ...api import Engram
 from ...errors import InvalidFilter
 from ..auth import context_of, state_of
-from ..context import Principal
+from ..context import Principal, RequestContext
 from ..schemas import ErrorBody
+from ..state import ServerState
 
-__all__ = ["ERRORS", "JsonRoute", "audit", "json_response", "parse_filters", "view"]
+__all__ = ["ERRORS", "JsonRoute", "audit", "json_response", "parse_filters", "record_audit", "view"]
 
 #: Documented on every route: the error shape and when each status happens.
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -92,7 +93,26 @@ def audit(
     after: Any = None,
     organization: str | None = None,
 ) -> None:
-    state_of(request).audit.record(
+    record_audit(
+        state_of(request), context_of(request), principal, action, resource_type, resource_id,
+        before=before, after=after, organization=organization,
+    )  # fmt: skip
+
+
+def record_audit(
+    state: ServerState,
+    ctx: RequestContext,
+    principal: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: str | None = None,
+    *,
+    before: Any = None,
+    after: Any = None,
+    organization: str | None = None,
+) -> None:
+    """An audit entry for what ``principal`` did in this request (see :func:`audit`)."""
+    state.audit.record(
         organization or principal.organization,
         actor_type=principal.kind,
         actor_id=principal.actor,
@@ -101,7 +121,7 @@ def audit(
         resource_id=resource_id,
         before=before,
         after=after,
-        request_id=context_of(request).request_id,
+        request_id=ctx.request_id,
     )
 
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from ...models import Memory
-from ..auth import require, state_of
-from ..context import Principal
+from ..auth import context_of, require, state_of
+from ..context import Principal, RequestContext
 from ..schemas import (
     MemoryBatch,
     MemoryBody,
@@ -21,7 +21,8 @@ from ..schemas import (
     SearchResults,
     VersionList,
 )
-from .common import ERRORS, JsonRoute, audit, json_response, parse_filters, view
+from ..state import ServerState
+from .common import ERRORS, JsonRoute, audit, json_response, parse_filters, record_audit, view
 
 router = APIRouter(
     route_class=JsonRoute, prefix="/v1/memories", tags=["memories"], responses=ERRORS
@@ -38,20 +39,26 @@ Writer = Annotated[Principal, Depends(require("write"))]
     summary="Store one memory, or a batch ({'items': [...]}) in one transaction",
 )
 def create_memories(request: Request, body: MemoryBody, principal: Writer) -> Any:
-    db = view(request, principal)
-    state = state_of(request)
+    return create(state_of(request), context_of(request), principal, body)
+
+
+def create(
+    state: ServerState, ctx: RequestContext, principal: Principal, body: MemoryCreate | MemoryBatch
+) -> Response:
+    """``POST /v1/memories``, for the route above and for ``server.hot``."""
+    db = state.view(principal.organization, principal.actor)
     if isinstance(body, MemoryBatch):
         made = db.memories.add_many(body.items)
         state.metrics.memories_written.inc(len(made))
-        audit(request, principal, "create", "memory", after={"ids": [str(m.id) for m in made]})
+        record_audit(state, ctx, principal, "create", "memory",
+                     after={"ids": [str(m.id) for m in made]})  # fmt: skip
         return json_response(MemoryItems(items=made), status.HTTP_201_CREATED)
-    assert isinstance(body, MemoryCreate)
     fields = body.model_dump(exclude_unset=True)
     content = fields.pop("content")
     memory = db.memories.add(content, **fields)
     state.metrics.memories_written.inc()
-    audit(request, principal, "create", "memory", str(memory.id),
-          after={"id": str(memory.id), "version": memory.version})  # fmt: skip
+    record_audit(state, ctx, principal, "create", "memory", str(memory.id),
+                 after={"id": str(memory.id), "version": memory.version})  # fmt: skip
     return json_response(memory, status.HTTP_201_CREATED)
 
 
@@ -82,10 +89,15 @@ def list_memories(
 
 @router.post("/search", response_model=SearchResults, summary="Recall by meaning, words or both")
 def search_memories(request: Request, body: SearchBody, principal: Reader) -> Any:
+    return search(state_of(request), principal, body)
+
+
+def search(state: ServerState, principal: Principal, body: SearchBody) -> Response:
+    """``POST /v1/memories/search``, for the route above and for ``server.hot``."""
     fields = body.model_dump(exclude_unset=True)
     start = time.perf_counter()
-    hits = view(request, principal).memories.search(**fields)
-    state_of(request).metrics.search_latency.labels(str(fields.get("mode", "hybrid"))).observe(
+    hits = state.view(principal.organization, principal.actor).memories.search(**fields)
+    state.metrics.search_latency.labels(str(fields.get("mode", "hybrid"))).observe(
         time.perf_counter() - start
     )
     return json_response(SearchResults(results=hits))
