@@ -12,9 +12,9 @@ Measured, for C concurrent clients (C in ``CLIENTS``), each a thread with its ow
 - ``http.inprocess.add.c<C>`` / ``http.add.c<C>``: ``db.memories.add(...)`` of workload rows
   not yet stored, vector given (no model runs), each a durable commit. In process, the C
   threads share one ``engramdb.connect()`` (its pool); over HTTP each thread has its own
-  ``engramdb.connect("http://…", api_key=…)`` (an httpx client, keep-alive), so a request is
-  JSON in, validation, authentication (key lookup and rate-limit count in PostgreSQL), the
-  write, an audit row, and JSON out.
+  ``engramdb.connect("http://…", api_key=…)`` (keep-alive connections), so a request is
+  JSON in, validation, authentication (the bench key has no limits, so the server remembers
+  it and counts its requests in the background), the write, an audit row, and JSON out.
 - ``http.inprocess.search.c<C>`` / ``http.search.c<C>``: top-k vector searches
   (``mode="vector"``, the query vector given) of the unfiltered query set.
 

@@ -129,16 +129,17 @@ def test_an_unreachable_server_is_unavailable(server: LiveServer) -> None:
 
 
 def test_client_sockets_disable_nagle(server: LiveServer) -> None:
-    """httpx sends a request's headers and body in two writes; with Nagle's algorithm the body
-    would wait for the server to acknowledge the headers (a delayed ACK: up to 40 ms on Linux)."""
+    """Should a request's body go in a second write, Nagle's algorithm would hold it until the
+    server acknowledged the headers (a delayed ACK: up to 40 ms on Linux)."""
     import socket
+
+    from engramdb.client.transport import ConnectionPool
 
     db = engramdb.connect(server.url, api_key=_key(server))
     try:
         db.memories.add("a body large enough to be sent after the headers", agent_id="a")
-        pool = db._http._transport._pool  # type: ignore[attr-defined]
-        streams = [c._connection._network_stream for c in pool.connections]
-        socks = [s.get_extra_info("socket") for s in streams]
+        assert isinstance(db._http, ConnectionPool)  # type: ignore[attr-defined]
+        socks = db._http.idle_sockets()  # type: ignore[attr-defined]
         assert socks and all(
             s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0 for s in socks
         )

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from pydantic_core import to_jsonable_python
 
 from ..errors import EngramError, error_for_code
 from ..models import Memory, MemoryVersion, Page, SearchHit
+from .transport import HttpReply
 
 __all__ = ["Call", "MemoryCalls", "NamedCalls", "jsonable", "raise_for_error"]
 
@@ -90,7 +90,7 @@ def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in values.items() if v is not None}
 
 
-def raise_for_error(response: httpx.Response) -> None:
+def raise_for_error(response: HttpReply) -> None:
     """Raise the engramdb exception the server reported (the same class as in-process)."""
     if response.status_code < 400:
         return

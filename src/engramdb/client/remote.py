@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ from ..errors import AuthenticationError, ConfigurationError, InvalidInput, Unav
 from ..surface import ROUTES
 from .calls import Call, EngramCalls, MemoryCalls, NamedCalls, named_models, raise_for_error
 from .routes import RouteCalls
+from .transport import ConnectionPool, HttpReply, uses_proxy
 
 __all__ = ["AsyncRemoteEngram", "RemoteEmbedder", "RemoteEngram", "connect_remote",
            "connect_remote_async"]  # fmt: skip
@@ -118,14 +120,18 @@ def _request_args(call: Call) -> dict[str, Any]:
     return args
 
 
-def _decode(response: httpx.Response) -> Any:
+#: What sending a request may raise when the server cannot be reached or breaks off.
+_TRANSPORT_ERRORS = (httpx.TransportError, OSError, http.client.HTTPException)
+
+
+def _decode(response: HttpReply) -> Any:
     try:
         return pydantic_core.from_json(response.content)  # faster than json.loads, as above
     except ValueError:
         return response.json()  # not JSON after all: httpx's own error
 
 
-def _parse(call: Call, response: httpx.Response) -> Any:
+def _parse(call: Call, response: HttpReply) -> Any:
     raise_for_error(response)
     if response.status_code == 204 or not response.content:
         return call.parse(None)
@@ -163,12 +169,17 @@ class RemoteEngram(_Base):
     ) -> None:
         self.url = url.rstrip("/")
         self._options: dict[str, Any] = {"timeout": timeout, "transport": transport}
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers=_headers(api_key),
-            timeout=timeout,
-            transport=transport or httpx.HTTPTransport(socket_options=NO_DELAY),
-        )
+        self._http: httpx.Client | ConnectionPool
+        if transport is None and not uses_proxy(self.url):
+            # The standard library's http.client: half the client time of httpx (transport.py).
+            self._http = ConnectionPool(self.url, _headers(api_key), timeout)
+        else:
+            self._http = httpx.Client(
+                base_url=self.url,
+                headers=_headers(api_key),
+                timeout=timeout,
+                transport=transport or httpx.HTTPTransport(socket_options=NO_DELAY),
+            )
         self._own_key_id = _key_id
         self._views: list[RemoteEngram] = []
         self._parent: RemoteEngram | None = None
@@ -182,7 +193,7 @@ class RemoteEngram(_Base):
     def _run(self, call: Call) -> Any:
         try:
             response = self._http.request(call.method, call.path, **_request_args(call))
-        except httpx.TransportError as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise Unavailable(f"cannot reach the engramdb server at {self.url}: {exc}") from exc
         return _parse(call, response)
 
