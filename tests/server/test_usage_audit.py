@@ -289,3 +289,29 @@ def test_audit_is_for_admins_and_per_organization(
     assert_error(client.get("/v1/audit", params={"cursor": "garbage"}, headers=acme), 400,
                  "invalid_cursor")  # fmt: skip
     assert_error(client.get("/v1/audit", params={"limit": 0}, headers=acme), 422, "invalid_input")
+
+
+def test_an_add_and_its_audit_entry_are_one_transaction(
+    client: TestClient, make_key: MakeKey, pg_url: str
+) -> None:
+    """One durable commit per add over HTTP, and never a memory without its entry: both rows
+    carry the same transaction id (xmin). A duplicate add is audited too, on its own."""
+    h = bearer(make_key("default", "read,write"))
+    for attempt in range(2):  # the first through FastAPI, the second by the short path
+        made = client.post("/v1/memories", json={"content": f"one commit {attempt}"}, headers=h)
+        assert made.status_code == 201, made.text
+        mid = made.json()["id"]
+        [row] = owner_rows(
+            pg_url,
+            "SELECT (SELECT xmin::text FROM memories WHERE id = %s) AS memory, "
+            "(SELECT xmin::text FROM audit_log WHERE resource_id = %s AND action = 'create') "
+            "AS entry",
+            mid, str(mid),
+        )  # fmt: skip
+        assert row["memory"] is not None and row["memory"] == row["entry"]
+    again = client.post("/v1/memories", json={"content": "one commit 1"}, headers=h)
+    assert again.status_code == 201 and again.json()["id"] == mid
+    entries = owner_rows(
+        pg_url, "SELECT after FROM audit_log WHERE resource_id = %s AND action = 'create'", mid
+    )
+    assert [e["after"] for e in entries] == [{"id": mid, "version": 1}] * 2

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,6 +259,38 @@ def test_audit_log(sec: Security) -> None:
     assert [e.id for e in sec.audit.list("acme", resource_id="m1").items] == [made[1].id]
     assert sec.audit.list("acme", resource_type="keys").items == []
     assert [e.actor_type for e in sec.audit.list("default").items] == ["jwt"]
+
+
+def test_an_add_writes_its_audit_entry_with_the_memory(sec: Security) -> None:
+    """``Memories(audit_created=…)``: the entry of a created memory is written by the store with
+    the memory; a duplicate found instead writes none (its caller audits it), and a failed add
+    writes neither."""
+    from engramdb.service.audit import audit_entry
+    from engramdb.service.memories import Memories
+
+    asked: list[uuid.UUID] = []
+
+    def entry(memory_id: uuid.UUID) -> Any:
+        asked.append(memory_id)
+        return audit_entry("default", actor_type="api_key", actor_id="key:k", action="create",
+                           resource_type="memory", resource_id=str(memory_id),
+                           after={"id": str(memory_id), "version": 1}, request_id="r1")  # fmt: skip
+
+    memories = Memories(sec.db.engine, "default", "key:k", audit_created=entry)
+    made = memories.add("Alice prefers window seats", user_id="alice")
+    assert asked == [made.id]
+    [written] = sec.audit.list("default").items
+    assert (written.resource_id, written.after, written.request_id) == (
+        str(made.id), {"id": str(made.id), "version": made.version}, "r1")  # fmt: skip
+    again = memories.add("Alice prefers window seats", user_id="alice")
+    assert again.id == made.id  # (whether the hook was asked again is the store's business)
+    assert len(sec.audit.list("default").items) == 1  # the duplicate wrote no entry
+    with pytest.raises(engramdb.InvalidInput):
+        memories.add("x", embedding=[0.0] * (DIM + 1))
+    assert len(sec.audit.list("default").items) == 1
+    # Without the hook, nothing is audited by the library.
+    sec.db.memories.add("Bob prefers the aisle", user_id="bob")
+    assert len(sec.audit.list("default").items) == 1
 
 
 def test_two_connections_share_one_rate_limit(sec: Security) -> None:

@@ -11,7 +11,28 @@ from ..models.security import AuditEntry
 from ..store.base import Store
 from .pagination import decode_cursor, encode_cursor, listing_key
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditLog", "audit_entry"]
+
+
+def audit_entry(
+    org: str,
+    *,
+    actor_type: str,
+    actor_id: str | None,
+    action: str,
+    resource_type: str,
+    resource_id: str | None = None,
+    before: Any = None,
+    after: Any = None,
+    request_id: str | None = None,
+) -> AuditEntry:
+    """A new entry, not yet written (:meth:`AuditLog.record` writes one; a store writes the
+    entry of a memory's creation in the memory's transaction)."""
+    return AuditEntry(
+        id=new_id(), organization_id=org, actor_type=actor_type, actor_id=actor_id,
+        action=action, resource_type=resource_type, resource_id=resource_id, before=before,
+        after=after, request_id=request_id, created_at=utcnow(),
+    )  # fmt: skip
 
 
 class AuditLog:
@@ -35,10 +56,10 @@ class AuditLog:
         after: Any = None,
         request_id: str | None = None,
     ) -> AuditEntry:
-        entry = AuditEntry(
-            id=new_id(), organization_id=org, actor_type=actor_type, actor_id=actor_id,
-            action=action, resource_type=resource_type, resource_id=resource_id, before=before,
-            after=after, request_id=request_id, created_at=utcnow(),
+        entry = audit_entry(
+            org, actor_type=actor_type, actor_id=actor_id, action=action,
+            resource_type=resource_type, resource_id=resource_id, before=before, after=after,
+            request_id=request_id,
         )  # fmt: skip
         self._store.insert_audit([entry])
         return entry

@@ -17,7 +17,7 @@ from ..models import Memory, MemoryInput, MemoryVersion, Page, SearchHit, new_id
 from ..models.kinds import validate_kind_data
 from ..models.planning import MemoryLink
 from ..scoring import Candidate, Weights, distance_to_similarity, fuse, text_rank_to_score
-from ..store.base import MemoryQuery, NewMemory, SearchSpec
+from ..store.base import AuditCreated, MemoryQuery, NewMemory, SearchSpec
 from .engine import Engine, content_hash, invalid_from_validation
 from .facts import MemoryGraph
 from .pagination import decode_cursor, encode_cursor, listing_key
@@ -46,10 +46,21 @@ def _as_uuid(value: uuid.UUID | str, what: str = "id") -> uuid.UUID:
 class Memories:
     """``db.memories``: the memory API of one organization."""
 
-    def __init__(self, engine: Engine, organization: str, actor: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        organization: str,
+        actor: str | None = None,
+        *,
+        audit_created: AuditCreated | None = None,
+    ) -> None:
+        """``audit_created``: the audit log entry of a memory :meth:`add` creates, written in
+        the memory's own transaction (the server's, so an add over HTTP is one durable commit
+        and never a memory without its entry); a duplicate found instead writes none."""
         self._engine = engine
         self._org = organization
         self._actor = actor
+        self._audit_created = audit_created
 
     @property
     def _limits(self) -> Any:
@@ -192,8 +203,9 @@ class Memories:
             self._engine.dimensions, self._engine.settings.metric
         )
         [(memory, created)] = self._engine.store.insert_memories(
-            self._org, [self._to_new(prepared, vector)], actor=self._actor
-        )
+            self._org, [self._to_new(prepared, vector)], actor=self._actor,
+            audit=self._audit_created,
+        )  # fmt: skip
         if created and memory.related_ids:
             for rid in memory.related_ids:
                 graph.link(memory.id, rid, "related")

@@ -17,10 +17,12 @@ import numpy.typing as npt
 
 from ..filters import Filter
 from ..models import Memory, MemoryVersion
+from ..models.security import AuditEntry
 from .resources import ResourceStore
 from .security import SecurityStore
 
 __all__ = [
+    "AuditCreated",
     "Capabilities",
     "ImportStats",
     "MemoryQuery",
@@ -116,6 +118,11 @@ class RawHit:
     text_rank: float | None = None
 
 
+#: The audit entry of a memory's creation, given the id of the row about to be inserted (a new
+#: memory is version 1); see :meth:`Store.insert_memories`.
+AuditCreated = Callable[[uuid.UUID], AuditEntry]
+
+
 class Store(SecurityStore, ResourceStore, Protocol):
     """Persistence of engramdb's data model; one implementation per backend."""
 
@@ -137,12 +144,21 @@ class Store(SecurityStore, ResourceStore, Protocol):
         ...
 
     def insert_memories(
-        self, org: str, rows: Sequence[NewMemory], *, actor: str | None
+        self,
+        org: str,
+        rows: Sequence[NewMemory],
+        *,
+        actor: str | None,
+        audit: AuditCreated | None = None,
     ) -> list[tuple[Memory, bool]]:
         """Write rows in one transaction; returns (memory, created) in input order.
 
         A row with ``is_unique`` whose content already exists in the same scope is not written:
         the existing memory comes back with ``created=False``.
+
+        ``audit``, for one row: called with its id, it returns the audit log entry of its
+        creation, which is written in the same transaction if and only if the row is created
+        (the server's add is then one durable commit, and never a memory without its entry).
         """
         ...
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from ...models import Memory
+from ...models.security import AuditEntry
+from ...service.audit import audit_entry
+from ...service.memories import Memories
 from ..auth import context_of, require, state_of
 from ..context import Principal, RequestContext
 from ..schemas import (
@@ -55,10 +59,24 @@ def create(
         return json_response(MemoryItems(items=made), status.HTTP_201_CREATED)
     fields = body.model_dump(exclude_unset=True)
     content = fields.pop("content")
-    memory = db.memories.add(content, **fields)
+    created: list[uuid.UUID] = []
+
+    def entry(memory_id: uuid.UUID) -> AuditEntry:
+        created.append(memory_id)
+        return audit_entry(
+            principal.organization, actor_type=principal.kind, actor_id=principal.actor,
+            action="create", resource_type="memory", resource_id=str(memory_id),
+            after={"id": str(memory_id), "version": 1}, request_id=ctx.request_id,
+        )  # fmt: skip
+
+    # The entry is written in the memory's transaction: one durable commit, not two.
+    memories = Memories(state.engram.engine, principal.organization, principal.actor,
+                        audit_created=entry)  # fmt: skip
+    memory = memories.add(content, **fields)
     state.metrics.memories_written.inc()
-    record_audit(state, ctx, principal, "create", "memory", str(memory.id),
-                 after={"id": str(memory.id), "version": memory.version})  # fmt: skip
+    if memory.id not in created:  # an existing memory came back (a duplicate): audited here
+        record_audit(state, ctx, principal, "create", "memory", str(memory.id),
+                     after={"id": str(memory.id), "version": memory.version})  # fmt: skip
     return json_response(memory, status.HTTP_201_CREATED)
 
 

@@ -80,6 +80,14 @@ def _key(row: Mapping[str, Any]) -> ApiKey:
     return ApiKey.model_validate({k: row[k] for k in _KEY_FIELDS})
 
 
+def audit_values(entry: AuditEntry) -> list[Any]:
+    """An audit entry's values in ``AUDIT_FIELDS`` order, JSON columns wrapped."""
+    return [
+        Jsonb(getattr(entry, f)) if f in ("before", "after") else getattr(entry, f)
+        for f in _AUDIT_FIELDS
+    ]
+
+
 class SecurityMixin:
     """Mixed into PostgresStore; every tenant statement runs under the organization's setting."""
 
@@ -406,13 +414,7 @@ class SecurityMixin:
                         sql.SQL(", ").join(map(sql.Identifier, _AUDIT_FIELDS)),
                         sql.SQL(", ").join(sql.Placeholder() * len(_AUDIT_FIELDS)),
                     ),
-                    [
-                        [
-                            Jsonb(getattr(e, f)) if f in ("before", "after") else getattr(e, f)
-                            for f in _AUDIT_FIELDS
-                        ]
-                        for e in batch
-                    ],
+                    [audit_values(e) for e in batch],
                 )
 
     def list_audit(

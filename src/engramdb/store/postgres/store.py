@@ -32,13 +32,23 @@ from psycopg_pool import ConnectionPool
 from ...errors import ConfigurationError, MigrationRequired, NotFound
 from ...migrations import runner
 from ...models import Memory, MemoryVersion, utcnow
+from ...models.security import AuditEntry
 from ...settings import Settings
-from ..base import Capabilities, ImportStats, MemoryQuery, NewMemory, RawHit, SearchSpec
+from ..base import (
+    AuditCreated,
+    Capabilities,
+    ImportStats,
+    MemoryQuery,
+    NewMemory,
+    RawHit,
+    SearchSpec,
+)
+from ..security import AUDIT_FIELDS
 from .compile import ACCESS_EXPRESSIONS, access_expression, compile_query, compile_scope
 from .errors import translate_errors
 from .notify import KeyChangeListener
 from .resources import PostgresResources
-from .security import SecurityMixin
+from .security import SecurityMixin, audit_values
 
 __all__ = ["PostgresStore"]
 
@@ -73,6 +83,12 @@ _INSERT_TYPES = {
     "last_updated_by_id": "text",
 }  # fmt: skip
 _INSERT_FIELDS = list(_INSERT_TYPES)
+#: audit_log's column types, for the entry written with a single insert (_insert_one_sql).
+_AUDIT_TYPES = {
+    "organization_id": "text", "id": "uuid", "actor_type": "text", "actor_id": "text",
+    "action": "text", "resource_type": "text", "resource_id": "text", "before": "jsonb",
+    "after": "jsonb", "request_id": "text", "created_at": "timestamptz",
+}  # fmt: skip
 _COPY_TYPES = [*_INSERT_TYPES.values(), "integer"]  # + ord, the row's place in its batch
 _STAGE = "engramdb_stage"
 _UNIQUE_TARGET = sql.SQL(
@@ -137,10 +153,11 @@ def _index_name(dimensions: int, metric: str, vector_type: str) -> str:
 
 
 @functools.cache
-def _insert_one_sql(named: tuple[bool, bool, bool], unique: bool) -> sql.SQL:
+def _insert_one_sql(named: tuple[bool, bool, bool], unique: bool, audited: bool) -> sql.SQL:
     """The single-row insert of :meth:`PostgresStore._insert_one`, rendered once per shape
-    (which of agent, user and room the row names; whether it is deduplicated): composing it for
-    every add cost more client CPU than the rest of the add."""
+    (which of agent, user and room the row names; whether it is deduplicated; whether an audit
+    entry goes with it): composing it for every add cost more client CPU than the rest of the
+    add."""
     ctes: list[sql.Composable] = []
     for i, ((table, _), present) in enumerate(zip(_SCOPES, named, strict=True)):
         if present:
@@ -161,6 +178,15 @@ def _insert_one_sql(named: tuple[bool, bool, bool], unique: bool) -> sql.SQL:
             cols=sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS)),
         )
     )
+    if audited:
+        # One entry per row the insert returns: none when the row was a duplicate. Cast, as
+        # the parameters of a SELECT list have no type of their own.
+        ctes.append(
+            sql.SQL("aud AS (INSERT INTO audit_log ({}) SELECT {} FROM ins)").format(
+                sql.SQL(", ").join(map(sql.Identifier, AUDIT_FIELDS)),
+                sql.SQL(", ").join(sql.SQL("%s::" + _AUDIT_TYPES[f]) for f in AUDIT_FIELDS),
+            )
+        )
     query: sql.Composable = sql.SQL("WITH {} SELECT true AS _created, {} FROM ins").format(
         sql.SQL(", ").join(ctes), sql.SQL(", ").join(map(sql.Identifier, MEMORY_FIELDS))
     )
@@ -544,13 +570,21 @@ class PostgresStore(SecurityMixin, PostgresResources):
         ]  # fmt: skip
 
     def insert_memories(
-        self, org: str, rows: Sequence[NewMemory], *, actor: str | None
+        self,
+        org: str,
+        rows: Sequence[NewMemory],
+        *,
+        actor: str | None,
+        audit: AuditCreated | None = None,
     ) -> list[tuple[Memory, bool]]:
         if not rows:
             return []
+        if audit is not None and len(rows) != 1:
+            raise ValueError("an audit entry goes with one row")
         now = utcnow()
         if len(rows) == 1:
-            found = self._insert_one(org, rows[0], actor, now)
+            entry = None if audit is None else audit(rows[0].id)
+            found = self._insert_one(org, rows[0], actor, now, entry)
             inserted = {m.id: m for m, created in found if created}
             existing = {_dedup_key(m): m for m, created in found if not created}
         else:
@@ -575,10 +609,16 @@ class PostgresStore(SecurityMixin, PostgresResources):
         return out
 
     def _insert_one(
-        self, org: str, row: NewMemory, actor: str | None, now: datetime
+        self,
+        org: str,
+        row: NewMemory,
+        actor: str | None,
+        now: datetime,
+        entry: AuditEntry | None = None,
     ) -> list[tuple[Memory, bool]]:
         """One row in one statement and one round trip: the scopes it names are registered, the
-        row is inserted, and when it is a duplicate the existing memory comes back instead."""
+        row is inserted (with ``entry`` in the audit log), and when it is a duplicate the
+        existing memory comes back instead (and no entry is written)."""
         scopes = [getattr(row, attr) for _, attr in _SCOPES]
         named = (scopes[0] is not None, scopes[1] is not None, scopes[2] is not None)
         params: list[Any] = []
@@ -586,9 +626,13 @@ class PostgresStore(SecurityMixin, PostgresResources):
             if value is not None:
                 params.extend([org, value])
         params.extend(self._values(org, row, actor, now))
+        if entry is not None:
+            params.extend(audit_values(entry))
         if row.is_unique:
             params.extend([org, row.kind, *(v for v in scopes if v is not None), row.content_hash])
-        rows = self._round_trip(org, _insert_one_sql(named, row.is_unique), params)
+        rows = self._round_trip(
+            org, _insert_one_sql(named, row.is_unique, entry is not None), params
+        )
         return [(_to_memory(r), bool(r["_created"])) for r in rows]
 
     def _stage(

@@ -96,6 +96,24 @@ def _not_found(key_id: uuid.UUID) -> NotFound:
     return NotFound(f"API key {key_id} not found", details={"id": str(key_id)})
 
 
+def write_audit(conn: Any, entries: Sequence[AuditEntry]) -> None:
+    """Insert audit entries in the caller's write transaction."""
+    conn.executemany(
+        f"INSERT INTO audit_log ({', '.join(_AUDIT_FIELDS)}) "
+        f"VALUES ({', '.join('?' * len(_AUDIT_FIELDS))})",
+        [
+            (
+                e.organization_id, to_uuid(e.id), e.actor_type, e.actor_id, e.action,
+                e.resource_type, e.resource_id,
+                None if e.before is None else to_json(e.before),
+                None if e.after is None else to_json(e.after),
+                e.request_id, to_micros(e.created_at),
+            )
+            for e in entries
+        ],
+    )  # fmt: skip
+
+
 class SQLiteSecurity:
     """Mixed into SQLiteStore."""
 
@@ -422,20 +440,7 @@ class SQLiteSecurity:
         if not entries:
             return
         with self.db.write() as conn:
-            conn.executemany(
-                f"INSERT INTO audit_log ({', '.join(_AUDIT_FIELDS)}) "
-                f"VALUES ({', '.join('?' * len(_AUDIT_FIELDS))})",
-                [
-                    (
-                        e.organization_id, to_uuid(e.id), e.actor_type, e.actor_id, e.action,
-                        e.resource_type, e.resource_id,
-                        None if e.before is None else to_json(e.before),
-                        None if e.after is None else to_json(e.after),
-                        e.request_id, to_micros(e.created_at),
-                    )
-                    for e in entries
-                ],
-            )  # fmt: skip
+            write_audit(conn, entries)
 
     def list_audit(
         self,

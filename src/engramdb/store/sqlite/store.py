@@ -15,12 +15,20 @@ from ...errors import ConfigurationError, InvalidInput, MigrationRequired, NotFo
 from ...migrations import runner
 from ...models import Memory, MemoryVersion, utcnow
 from ...settings import Settings
-from ..base import Capabilities, ImportStats, MemoryQuery, NewMemory, RawHit, SearchSpec
+from ..base import (
+    AuditCreated,
+    Capabilities,
+    ImportStats,
+    MemoryQuery,
+    NewMemory,
+    RawHit,
+    SearchSpec,
+)
 from .compile import compile_query
 from .connection import Database, parse_url
 from .errors import translate_errors
 from .resources import SQLiteResources
-from .security import SQLiteSecurity
+from .security import SQLiteSecurity, write_audit
 from .text import fts_query
 from .values import (
     MEMORY_FIELDS,
@@ -164,10 +172,17 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
         )  # fmt: skip
 
     def insert_memories(
-        self, org: str, rows: Sequence[NewMemory], *, actor: str | None
+        self,
+        org: str,
+        rows: Sequence[NewMemory],
+        *,
+        actor: str | None,
+        audit: AuditCreated | None = None,
     ) -> list[tuple[Memory, bool]]:
         if not rows:
             return []
+        if audit is not None and len(rows) != 1:
+            raise ValueError("an audit entry goes with one row")
         now = to_micros(utcnow())
         assert now is not None
         with self.db.write() as conn:
@@ -181,6 +196,8 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
                     ),
                 )
             }
+            if audit is not None and rows[0].id in inserted:
+                write_audit(conn, [audit(rows[0].id)])
             missing = [r for r in rows if r.id not in inserted]
             existing = self._find_duplicates(conn, org, missing) if missing else {}
         out: list[tuple[Memory, bool]] = []
