@@ -50,9 +50,8 @@ def create(
     state: ServerState, ctx: RequestContext, principal: Principal, body: MemoryCreate | MemoryBatch
 ) -> Response:
     """``POST /v1/memories``, for the route above and for ``server.hot``."""
-    db = state.view(principal.organization, principal.actor)
     if isinstance(body, MemoryBatch):
-        made = db.memories.add_many(body.items)
+        made = state.view(principal.organization, principal.actor).memories.add_many(body.items)
         state.metrics.memories_written.inc(len(made))
         record_audit(state, ctx, principal, "create", "memory",
                      after={"ids": [str(m.id) for m in made]})  # fmt: skip
