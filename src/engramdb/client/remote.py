@@ -21,6 +21,7 @@ import httpx
 import pydantic_core
 
 from ..errors import AuthenticationError, ConfigurationError, InvalidInput, Unavailable
+from ..models.common import loads_json
 from ..surface import ROUTES
 from .calls import Call, EngramCalls, MemoryCalls, NamedCalls, named_models, raise_for_error
 from .routes import RouteCalls
@@ -125,10 +126,7 @@ _TRANSPORT_ERRORS = (httpx.TransportError, OSError, http.client.HTTPException)
 
 
 def _decode(response: HttpReply) -> Any:
-    try:
-        return pydantic_core.from_json(response.content)  # faster than json.loads, as above
-    except ValueError:
-        return response.json()  # not JSON after all: httpx's own error
+    return loads_json(response.content)  # what json.loads reads, faster (pydantic-core)
 
 
 def _parse(call: Call, response: HttpReply) -> Any:

@@ -16,9 +16,9 @@ The routes stay declared in FastAPI, which documents them in the OpenAPI schema.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import pydantic_core
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -26,10 +26,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import EngramError
+from ..models.common import loads_json
 from ..service.keys import looks_like_api_key
 from .auth import check_scope, key_principal
 from .context import Principal, RequestContext
 from .errors import render_error
+from .middleware import header, replaying
 from .routes import memories
 from .schemas import MemoryBody, SearchBody
 from .state import ServerState
@@ -39,14 +41,14 @@ __all__ = ["HotRoutes"]
 Handler = Callable[[ServerState, RequestContext, Principal, Any], Response]
 
 
+@dataclass(frozen=True)
 class _Hot:
     """One hot route: its body's type, the scope it needs and the code that serves it."""
 
-    def __init__(self, route: APIRoute, body: TypeAdapter[Any], scope: str, run: Handler) -> None:
-        self.route = route
-        self.body = body
-        self.scope = scope
-        self.run = run
+    route: APIRoute
+    body: TypeAdapter[Any]
+    scope: str
+    run: Handler
 
 
 def _search(state: ServerState, _ctx: RequestContext, principal: Principal, body: Any) -> Response:
@@ -55,6 +57,13 @@ def _search(state: ServerState, _ctx: RequestContext, principal: Principal, body
 
 def _create(state: ServerState, ctx: RequestContext, principal: Principal, body: Any) -> Response:
     return memories.create(state, ctx, principal, body)
+
+
+#: (method, path, body, scope, handler) of each route served here.
+_TABLE: tuple[tuple[str, str, Any, str, Handler], ...] = (
+    ("POST", "/v1/memories/search", SearchBody, "read", _search),
+    ("POST", "/v1/memories", MemoryBody, "write", _create),
+)
 
 
 def _route(method: str, path: str) -> APIRoute:
@@ -73,12 +82,8 @@ class HotRoutes:
         #: Requests served here rather than by FastAPI (read by the tests).
         self.served = 0
         self.routes = {
-            ("POST", "/v1/memories/search"): _Hot(
-                _route("POST", "/v1/memories/search"), TypeAdapter(SearchBody), "read", _search
-            ),
-            ("POST", "/v1/memories"): _Hot(
-                _route("POST", "/v1/memories"), TypeAdapter(MemoryBody), "write", _create
-            ),
+            (method, path): _Hot(_route(method, path), TypeAdapter(body), scope, run)
+            for method, path, body, scope, run in _TABLE
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,10 +113,7 @@ class HotRoutes:
         use = self.state.keys.lookup_cached(token) if token is not None else None
         if use is None:
             # Not the common case: FastAPI serves it, reading the same body.
-            async def replay() -> Message:
-                return messages.pop(0) if messages else await receive()
-
-            await self.app(scope, replay, send)
+            await self.app(scope, replaying(messages, receive), send)
             return
         self.served += 1
         scope["route"] = hot.route  # the route's template names it in the metrics
@@ -126,26 +128,20 @@ class HotRoutes:
 
 def _parse(scope: Scope, hot: _Hot, raw: bytes) -> Any:
     """The validated body, or ``None`` when FastAPI should judge it (and report the error)."""
-    if _header(scope, b"content-type").partition(";")[0].strip().lower() != "application/json":
+    media_type = (header(scope, b"content-type") or "").partition(";")[0]
+    if media_type.strip().lower() != "application/json":
         return None
     try:
         # As the FastAPI routes read bodies (routes.common._JsonRequest), NaN included.
-        return hot.body.validate_python(pydantic_core.from_json(raw, allow_inf_nan=True))
+        return hot.body.validate_python(loads_json(raw))
     except (ValueError, ValidationError):
         return None
 
 
 def _api_key(scope: Scope) -> str | None:
     """The API key of ``Authorization: Bearer edb_…``; ``None`` for anything else (JWTs too)."""
-    scheme, _, credentials = _header(scope, b"authorization").partition(" ")
+    scheme, _, credentials = (header(scope, b"authorization") or "").partition(" ")
     token = credentials.strip()
     if scheme.lower() != "bearer" or not token or not looks_like_api_key(token):
         return None
     return token
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""

@@ -15,7 +15,7 @@ from ..errors import BackendError, EngramError, LimitExceeded
 from .context import RequestContext, reset_current, set_current
 from .state import ServerState
 
-__all__ = ["BodyLimitMiddleware", "RequestContextMiddleware"]
+__all__ = ["BodyLimitMiddleware", "RequestContextMiddleware", "header", "replaying"]
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,7 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
 
-        async def replay() -> Message:
-            return buffered.pop(0) if buffered else await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(buffered, receive), send)
 
 
 class RequestContextMiddleware:
@@ -91,7 +88,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = header(scope, b"x-request-id") or uuid.uuid4().hex
         ctx = RequestContext(request_id=request_id[:64])
         scope["engramdb.ctx"] = ctx
         token = set_current(ctx)
@@ -145,7 +142,16 @@ def _route(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``messages`` (a body already read) before reading on."""
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
+
+
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             try:

@@ -43,26 +43,14 @@ class AuditLog:
         self._store = store
         self._max_page = max_page
 
-    def record(
-        self,
-        org: str,
-        *,
-        actor_type: str,
-        actor_id: str | None,
-        action: str,
-        resource_type: str,
-        resource_id: str | None = None,
-        before: Any = None,
-        after: Any = None,
-        request_id: str | None = None,
-    ) -> AuditEntry:
-        entry = audit_entry(
-            org, actor_type=actor_type, actor_id=actor_id, action=action,
-            resource_type=resource_type, resource_id=resource_id, before=before, after=after,
-            request_id=request_id,
-        )  # fmt: skip
-        self._store.insert_audit([entry])
+    def record(self, org: str, **fields: Any) -> AuditEntry:
+        """Write a new entry; ``fields`` as :func:`audit_entry` takes them."""
+        entry = audit_entry(org, **fields)
+        self.write(entry)
         return entry
+
+    def write(self, entry: AuditEntry) -> None:
+        self._store.insert_audit([entry])
 
     def list(
         self,

@@ -7,17 +7,15 @@ back, and the error names its line.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any
 
-import pydantic_core
-
 from ..errors import InvalidInput, NotFound
 from ..models import MemoryInput
+from ..models.common import loads_json
 from ..store.base import ImportStats, NewMemory
 from .facts import MemoryGraph
 from .memories import Memories
@@ -35,11 +33,9 @@ def jsonl_records(
     """``(line number, object)`` for each non-blank line of a JSON Lines stream (what
     ``engramdb import`` reads); ``on_line`` gets each line's length in bytes, blank ones too.
 
-    Lines are parsed by pydantic-core, about ten times faster than :func:`json.loads` on the
-    float arrays of embeddings (at 384 dimensions that was half of a 10,000-row import). It
-    accepts what ``json.loads`` accepts, ``NaN`` included (the vector is then refused as
-    invalid, as everywhere); a line it rejects goes to ``json.loads``, whose message says where
-    the line is broken.
+    Lines are read by :func:`loads_json` (pydantic-core: at 384 dimensions ``json.loads`` was
+    half of a 10,000-row import); ``NaN`` is read and then refused as invalid, as everywhere, and
+    a broken line is reported with ``json.loads``'s message, which says where it breaks.
     """
     for number, raw in enumerate(stream, start=1):
         if on_line is not None:
@@ -48,14 +44,11 @@ def jsonl_records(
         if not text:
             continue
         try:
-            record = pydantic_core.from_json(text, allow_inf_nan=True)
-        except ValueError:
-            try:
-                record = json.loads(text)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise InvalidInput(
-                    f"line {number}: not valid JSON: {exc}", details={"line": number}
-                ) from None
+            record = loads_json(text)
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise InvalidInput(
+                f"line {number}: not valid JSON: {exc}", details={"line": number}
+            ) from None
         if not isinstance(record, dict):
             raise InvalidInput(
                 f"line {number}: expected a JSON object, got {type(record).__name__}",

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from ...models import Memory
 from ...models.security import AuditEntry
-from ...service.audit import audit_entry
 from ...service.memories import Memories
 from ..auth import context_of, require, state_of
 from ..context import Principal, RequestContext
@@ -26,7 +25,7 @@ from ..schemas import (
     VersionList,
 )
 from ..state import ServerState
-from .common import ERRORS, JsonRoute, audit, json_response, parse_filters, record_audit, view
+from .common import ERRORS, JsonRoute, audit, json_response, parse_filters, request_entry, view
 
 router = APIRouter(
     route_class=JsonRoute, prefix="/v1/memories", tags=["memories"], responses=ERRORS
@@ -53,8 +52,8 @@ def create(
     if isinstance(body, MemoryBatch):
         made = state.view(principal.organization, principal.actor).memories.add_many(body.items)
         state.metrics.memories_written.inc(len(made))
-        record_audit(state, ctx, principal, "create", "memory",
-                     after={"ids": [str(m.id) for m in made]})  # fmt: skip
+        ids = [str(m.id) for m in made]
+        state.audit.write(request_entry(ctx, principal, "create", "memory", after={"ids": ids}))
         return json_response(MemoryItems(items=made), status.HTTP_201_CREATED)
     fields = body.model_dump(exclude_unset=True)
     content = fields.pop("content")
@@ -62,11 +61,8 @@ def create(
 
     def entry(memory_id: uuid.UUID) -> AuditEntry:
         created.append(memory_id)
-        return audit_entry(
-            principal.organization, actor_type=principal.kind, actor_id=principal.actor,
-            action="create", resource_type="memory", resource_id=str(memory_id),
-            after={"id": str(memory_id), "version": 1}, request_id=ctx.request_id,
-        )  # fmt: skip
+        return request_entry(ctx, principal, "create", "memory", str(memory_id),
+                             after={"id": str(memory_id), "version": 1})  # fmt: skip
 
     # The entry is written in the memory's transaction: one durable commit, not two.
     memories = Memories(state.engram.engine, principal.organization, principal.actor,
@@ -74,8 +70,8 @@ def create(
     memory = memories.add(content, **fields)
     state.metrics.memories_written.inc()
     if memory.id not in created:  # an existing memory came back (a duplicate): audited here
-        record_audit(state, ctx, principal, "create", "memory", str(memory.id),
-                     after={"id": str(memory.id), "version": memory.version})  # fmt: skip
+        mid, after = str(memory.id), {"id": str(memory.id), "version": memory.version}
+        state.audit.write(request_entry(ctx, principal, "create", "memory", mid, after=after))
     return json_response(memory, status.HTTP_201_CREATED)
 
 
