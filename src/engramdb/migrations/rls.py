@@ -1,9 +1,9 @@
 """Row-level security statements shared by migrations: one policy shape for every tenant table.
 
-The policy reads the tenant from the per-transaction setting ``engramdb.organization_id`` that
-the PostgreSQL store sets at the start of every transaction. FORCE makes it apply to the table
-owner too; only superusers and roles with BYPASSRLS (used for migrations and maintenance) see
-across tenants.
+The policy reads the tenant from the setting ``engramdb.organization_id``, which the PostgreSQL
+store gives every statement it runs (store/postgres/session.py). FORCE makes it apply to the
+table owner too; only superusers and roles with BYPASSRLS (used for migrations and maintenance)
+see across tenants.
 """
 
 from __future__ import annotations

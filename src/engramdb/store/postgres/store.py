@@ -48,6 +48,7 @@ from .errors import translate_errors
 from .notify import KeyChangeListener
 from .resources import PostgresResources
 from .security import SecurityMixin, audit_values
+from .session import ORG_SETTING, TRACKED, Sessions
 
 __all__ = ["PostgresStore"]
 
@@ -55,8 +56,6 @@ log = logging.getLogger(__name__)
 
 MIN_SERVER_VERSION = 150000
 MIN_PGVECTOR = (0, 7)
-#: The per-transaction setting row-level security policies read the tenant from.
-ORG_SETTING = "engramdb.organization_id"
 
 _OPERATORS = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
 _OPCLASS_SUFFIX = {"cosine": "_cosine_ops", "l2": "_l2_ops", "ip": "_ip_ops"}
@@ -205,12 +204,16 @@ def _insert_one_sql(named: tuple[bool, bool, bool], unique: bool, audited: bool)
 
 
 @functools.cache
-def _set_config_sql(count: int) -> sql.SQL:
-    return _render(
-        sql.SQL("SELECT {}").format(
-            sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in range(count))
-        )
-    )
+def _set_config_sql(session: int, local: int) -> sql.SQL:
+    """``SELECT set_config(…)`` for ``session`` session-level then ``local`` transaction-local
+    settings (their names and values as parameters, in that order)."""
+    calls = [sql.SQL("set_config(%s, %s, false)")] * session
+    calls += [sql.SQL("set_config(%s, %s, true)")] * local
+    return _render(sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)))
+
+
+def _pairs(*settings: Mapping[str, str]) -> list[str]:
+    return [x for group in settings for kv in group.items() for x in kv]
 
 
 def scaled_ef_search(
@@ -284,6 +287,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
         self._plans = _TtlCache(settings.search_plan_cache_seconds)
         # The table's size, for the HNSW candidate list; sizes drift slowly.
         self._table_rows = _TtlCache(max(settings.search_plan_cache_seconds, 1), size=1)
+        #: What each pooled connection's session has set (tenant, search knobs): session.py.
+        self._sessions = Sessions()
         #: API key change notices, started by the first watch_api_keys (the server's).
         self._listener: KeyChangeListener | None = None
         self._listener_lock = threading.Lock()
@@ -342,6 +347,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
         # workers costs more than it saves; a session default, not one more setting sent with
         # every search.
         defaults = {
+            ORG_SETTING: "",  # no tenant: no row is visible until a statement names one
             "hnsw.ef_search": str(s.hnsw_ef_search),
             "hnsw.iterative_scan": "relaxed_order",
             "statement_timeout": str(s.statement_timeout_ms),
@@ -351,17 +357,25 @@ class PostgresStore(SecurityMixin, PostgresResources):
             defaults["hnsw.max_scan_tuples"] = str(s.hnsw_max_scan_tuples)
         if s.hnsw_scan_mem_multiplier is not None:
             defaults["hnsw.scan_mem_multiplier"] = str(s.hnsw_scan_mem_multiplier)
-        conn.execute(
+        # The tracked settings' values as configured (the server's own for the planner's), which
+        # a statement not naming them gets back (session.py).
+        row = conn.execute(
             sql.SQL("SELECT {}").format(
-                sql.SQL(", ").join(sql.SQL("set_config(%s, %s, false)") for _ in defaults)
+                sql.SQL(", ").join(
+                    [sql.SQL("set_config(%s, %s, false)") for _ in defaults]
+                    + [sql.SQL("current_setting(%s)") for _ in TRACKED]
+                )
             ),
-            [x for kv in defaults.items() for x in kv],
-        )
+            [*_pairs(defaults), *TRACKED],
+        ).fetchone()
+        assert row is not None
         if s.app_role:
             # The server works as a role that is neither superuser nor owner, so row-level
             # security is really in force; migrations and DDL use connect_raw() (the owner).
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(s.app_role)))
         conn.commit()
+        configured = row[len(defaults) :]
+        self._sessions.configured(conn, dict(zip(TRACKED, configured, strict=True)))
 
     def _check_server(self) -> None:
         with self.connect_raw() as conn:
@@ -415,16 +429,19 @@ class PostgresStore(SecurityMixin, PostgresResources):
 
     @contextmanager
     def _tx(self, org: str | None) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
-        """One transaction on a pooled connection, with the tenant setting for RLS."""
-        with (
-            translate_errors(),
-            self.pool.connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cur,
-        ):
-            if org is not None:
-                cur.execute("SELECT set_config(%s, %s, true)", (ORG_SETTING, org))
-            yield cur
+        """One transaction on a pooled connection, with the tenant setting for RLS (sent when
+        the connection's session has another: session.py)."""
+        with translate_errors(), self.pool.connection() as conn:
+            send = self._sessions.changes(conn, {ORG_SETTING: org or ""})
+            try:
+                with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+                    if send:
+                        cur.execute(_set_config_sql(len(send), 0), _pairs(send))
+                    yield cur
+            except BaseException:
+                self._sessions.forget(conn)
+                raise
+            self._sessions.committed(conn, send)
 
     def _round_trip(
         self,
@@ -435,27 +452,41 @@ class PostgresStore(SecurityMixin, PostgresResources):
         *,
         prepare: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """One statement and its transaction-local settings (tenant first) in ONE round trip.
+        """One statement and the settings it needs (``local``; the tenant always) in ONE round
+        trip, in one implicit transaction on an autocommit connection.
 
-        Pipelined on an autocommit connection: both statements are sent before one Sync, so
-        they form one implicit transaction, and the settings (``set_config(…, true)``) hold for
-        exactly that statement, as in :meth:`_tx`, without BEGIN and COMMIT round trips.
-        ``prepare``: psycopg's choice (prepared from the fifth execution) when ``None``;
+        The tenant and the tracked search settings (session.py) are session settings, sent only
+        when the connection's session has other values; any other setting is transaction-local
+        (``set_config(…, true)``), holding for exactly this statement. When something is to be
+        set, the two statements are pipelined before one Sync, so they commit or fail together,
+        without BEGIN and COMMIT round trips; when nothing is, the statement goes alone.
+        ``prepare``: psycopg's choice (prepared once run ``prepare_threshold`` times) if ``None``;
         ``False`` sends an unnamed statement, which PostgreSQL always plans for its values.
         """
-        settings = {ORG_SETTING: org} if org is not None else {}
-        settings.update(local or {})
+        wanted = {ORG_SETTING: org or ""}
+        txlocal: dict[str, str] = {}
+        for name, value in (local or {}).items():
+            (wanted if name in TRACKED else txlocal)[name] = value
         with translate_errors(), self.pool.connection() as conn:
+            send = self._sessions.changes(conn, wanted)
             cur = conn.cursor(row_factory=dict_row)
-            with conn.pipeline():
-                if settings:
-                    conn.execute(
-                        _set_config_sql(len(settings)), [x for kv in settings.items() for x in kv]
-                    )
-                cur.execute(query, params, prepare=prepare)
-            # pgresult, not description: description builds a Column per field on each call.
-            res = cur.pgresult
-            return cur.fetchall() if res is not None and res.nfields else []
+            try:
+                if send or txlocal:
+                    with conn.pipeline():
+                        conn.execute(
+                            _set_config_sql(len(send), len(txlocal)), _pairs(send, txlocal)
+                        )
+                        cur.execute(query, params, prepare=prepare)
+                else:
+                    cur.execute(query, params, prepare=prepare)
+                # pgresult, not description: description builds a Column per field each call.
+                res = cur.pgresult
+                rows = cur.fetchall() if res is not None and res.nfields else []
+            except BaseException:
+                self._sessions.forget(conn)
+                raise
+            self._sessions.committed(conn, send)
+            return rows
 
     # -- organizations and embedding spaces ----------------------------------------------------
 
@@ -755,13 +786,16 @@ class PostgresStore(SecurityMixin, PostgresResources):
             self._spaces[(dimensions, metric)] = index[1]
         if stats.created:
             self._plans.clear()  # row counts changed: plans are re-probed
-            with translate_errors(), self.pool.connection() as conn:
-                # Fresh statistics now rather than when autovacuum gets to it: the planner
-                # chooses between the B-tree and HNSW paths with them.
-                conn.execute(
+            # Fresh statistics now rather than when autovacuum gets to it: the planner
+            # chooses between the B-tree and HNSW paths with them.
+            self._round_trip(
+                None,
+                sql.SQL(
                     "ANALYZE memories (organization_id, agent_id, user_id, room_id, kind, "
                     "embedding_dim, deleted_at, expires_at, valid_from, valid_to)"
-                )
+                ),
+                [],
+            )
         stats.phase = "done"
         if on_progress is not None:
             on_progress(stats)
