@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from ..errors import EngramError, error_for_code
@@ -28,10 +29,23 @@ class Call:
     parse: Callable[[Any], Any] = lambda body: body
     params: list[tuple[str, str]] | None = None
     json: Any = None
+    #: Reads the answer's bytes itself, when given (``parse`` is then unused): pydantic
+    #: validating straight from JSON skips building the intermediate dicts and lists, about
+    #: 50 µs of a search's ten hits on the benchmark machine.
+    parse_json: Callable[[bytes], Any] | None = None
 
 
 #: Values JSON takes as they are (exact types: a subclass such as an IntEnum is converted).
 _PLAIN = (str, int, float, bool, type(None))
+_PLAIN_TYPES = frozenset(_PLAIN)
+
+
+class _Results(BaseModel):
+    results: list[SearchHit]
+
+
+def _search_hits(raw: bytes) -> list[SearchHit]:
+    return _Results.model_validate_json(raw).results
 
 
 def jsonable(value: Any) -> Any:
@@ -40,8 +54,8 @@ def jsonable(value: Any) -> Any:
     if kind in _PLAIN:
         return value
     if kind is list or kind is tuple:
-        # A vector given as a list: one pass over it, not a call per number.
-        if all(type(v) in _PLAIN for v in value):
+        # A vector given as a list: one pass over it in C, not a call per number.
+        if _PLAIN_TYPES.issuperset(map(type, value)):
             return list(value)
         return [jsonable(v) for v in value]
     if hasattr(value, "tolist") and callable(value.tolist):
@@ -112,7 +126,8 @@ class MemoryCalls:
 
     def add(self, content: str, **fields: Any) -> Call:
         return Call("POST", "/v1/memories", Memory.model_validate,
-                    json={"content": content, **_drop_none(fields)})  # fmt: skip
+                    json={"content": content, **_drop_none(fields)},
+                    parse_json=Memory.model_validate_json)  # fmt: skip
 
     def add_many(self, items: Iterable[Any], *, embed_batch_size: int | None = None) -> Call:
         del embed_batch_size  # the server embeds in its own batches
@@ -155,7 +170,8 @@ class MemoryCalls:
         if query is not None:
             body["query"] = query
         return Call("POST", "/v1/memories/search",
-                    lambda b: [SearchHit.model_validate(h) for h in b["results"]], json=body)  # fmt: skip
+                    lambda b: [SearchHit.model_validate(h) for h in b["results"]], json=body,
+                    parse_json=_search_hits)  # fmt: skip
 
 
 class NamedCalls:

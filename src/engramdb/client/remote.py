@@ -133,6 +133,8 @@ def _parse(call: Call, response: HttpReply) -> Any:
     raise_for_error(response)
     if response.status_code == 204 or not response.content:
         return call.parse(None)
+    if call.parse_json is not None:
+        return call.parse_json(response.content)
     return call.parse(_decode(response))
 
 
