@@ -197,3 +197,36 @@ def test_hot_requests_are_metered_once_and_named_by_their_route(
     assert {r["endpoint"]: r["n"] for r in rows} == {"/v1/memories": 1, "/v1/memories/search": 5}
     metrics = hot.get("/metrics", headers=bearer(admin)).text
     assert 'route="/v1/memories/search"' in metrics
+
+
+def test_hot_requests_meter_the_tokens_they_embed(
+    pair: tuple[TestClient, TestClient, FastAPI], make_key: MakeKey, pg_url: str
+) -> None:
+    """The embedder runs in a worker thread and charges the request's context: the short path
+    must carry that context into the thread, or the tokens would be lost."""
+    from engramdb.server.context import estimate_tokens
+
+    hot, _plain, app = pair
+    state = app.state.engramdb
+    secret = make_key("default", "read,write")
+    hot.get("/v1/memories", headers=bearer(secret))  # the key is remembered from here on
+    served = _hot_middleware(app).served
+    content, query = "Bob drinks his coffee black", "how does Bob take his coffee"
+    made = hot.post("/v1/memories", json={"content": content}, headers=bearer(secret))
+    assert made.status_code == 201, made.text
+    found = hot.post("/v1/memories/search", json={"query": query}, headers=bearer(secret))
+    assert found.status_code == 200, found.text
+    assert _hot_middleware(app).served == served + 2
+    state.usage.flush()
+    use = state.keys.lookup_cached(secret)
+    assert use is not None
+    rows = owner_rows(
+        pg_url,
+        "SELECT method, endpoint, tokens FROM usage_events WHERE api_key_id = %s "
+        "AND method = 'POST' ORDER BY created_at",
+        use.key.id,
+    )
+    assert [(r["endpoint"], r["tokens"]) for r in rows] == [
+        ("/v1/memories", estimate_tokens(content)),
+        ("/v1/memories/search", estimate_tokens(query)),
+    ]

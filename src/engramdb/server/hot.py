@@ -15,13 +15,14 @@ The routes stay declared in FastAPI, which documents them in the OpenAPI schema.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -120,7 +121,12 @@ class HotRoutes:
         try:
             principal = key_principal(self.state, ctx, use)
             check_scope(principal, hot.scope)
-            response = await run_in_threadpool(hot.run, self.state, ctx, principal, body)
+            # The loop's default executor rather than Starlette's run_in_threadpool: anyio's
+            # limiter and cancel scopes cost about 0.05 ms a request here. The request's context
+            # (read by the metered embedder) is carried into the thread, as anyio carries it.
+            response = await asyncio.get_running_loop().run_in_executor(
+                None, contextvars.copy_context().run, hot.run, self.state, ctx, principal, body
+            )
         except EngramError as exc:
             response = render_error(exc)
         await response(scope, receive, send)
