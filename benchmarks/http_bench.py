@@ -16,7 +16,11 @@ Measured, for C concurrent clients (C in ``CLIENTS``), each a thread with its ow
   JSON in, validation, authentication (the bench key has no limits, so the server remembers
   it and counts its requests in the background), the write, an audit row, and JSON out.
 - ``http.inprocess.search.c<C>`` / ``http.search.c<C>``: top-k vector searches
-  (``mode="vector"``, the query vector given) of the unfiltered query set.
+  (``mode="vector"``, the query vector given) of the unfiltered query set. With one client
+  they take turns, in blocks of ``BLOCK`` requests, with the same query through raw SQL on the
+  same store (``http.raw.search.c1``: pgvector's graph walk over engramdb's HNSW index, its
+  default candidate list, ``id`` and distance only, as the superuser): the three see the same
+  machine at the same moments, so their differences are not drift between suites.
 
 Each figure is a throughput measurement (requests/s over the whole run; p50/p95/p99 latency of
 the individual requests in its metrics) plus a ``.latency`` measurement with the same samples
@@ -39,6 +43,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import numpy as np
 
 import engramdb
 from engramdb import Settings, connect
@@ -62,6 +67,8 @@ SEARCH_REQUESTS = {True: 480, False: 2_000}
 WARMUP = 5
 #: Server processes of ``engramdb serve`` (the machine's cores are shared with the clients).
 WORKERS = 1
+#: Requests per turn when one client's searches take turns (raw SQL, in process, over HTTP).
+BLOCK = 20
 
 
 def _item(m: Memories, i: int) -> dict[str, Any]:
@@ -182,6 +189,53 @@ def _drive(
     return t.seconds, [s for mine in samples for s in mine]
 
 
+def _raw_searcher(uri: str, dim: int, k: int) -> tuple[Any, Callable[[Any], list[Any]]]:
+    """A raw connection to the http suite's store and the raw SQL of an unfiltered top-k on it:
+    the graph walk over the embedding space's HNSW index (checked in the plan)."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    conn = psycopg.connect(uri, autocommit=True)
+    register_vector(conn)
+    dist = f"(embedding::vector({dim})) <=> %s"
+    query = (
+        f"SELECT id, {dist} AS d FROM memories WHERE embedding_dim = {dim} "
+        f"ORDER BY {dist} LIMIT {k}"
+    )
+    probe = np.zeros(dim, dtype=np.float32)
+    probe[0] = 1.0
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, (probe, probe)))
+    if "Index Scan" not in plan:
+        conn.close()
+        raise RuntimeError(f"the raw search does not walk the HNSW index:\n{plan}")
+
+    def search(vector: Any) -> list[Any]:
+        v = np.asarray(vector, dtype=np.float32)
+        return conn.execute(query, (v, v), prepare=True).fetchall()
+
+    return conn, search
+
+
+def _take_turns(
+    ops: dict[str, Callable[[int], None]], requests: int
+) -> dict[str, tuple[float, list[float]]]:
+    """Each op ``requests`` times, one at a time, in turns of ``BLOCK`` (the order rotating);
+    returns each op's total time and latencies."""
+    out: dict[str, tuple[float, list[float]]] = {name: (0.0, []) for name in ops}
+    names = list(ops)
+    for turn in range(max(1, requests // BLOCK)):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            total, samples = out[name]
+            op = ops[name]
+            for j in range(BLOCK):
+                t0 = time.perf_counter()
+                op(turn * BLOCK + j)
+                samples.append(time.perf_counter() - t0)
+            out[name] = (total + sum(samples[-BLOCK:]), samples)
+    return out
+
+
 def _record(
     ctx: Context, name: str, seconds: float, samples: Sequence[float], baseline: str | None,
     **params: Any,
@@ -260,11 +314,45 @@ def http_suite(ctx: Context) -> None:
                     _record(ctx, f"{prefix}.add.c{clients}", seconds, samples,
                             base and f"{base}.add.c{clients}", transport=transport,
                             clients=clients, table_rows_before=preload)  # fmt: skip
+                    if clients == 1:
+                        continue  # one client's searches take turns, below
                     seconds, samples = _drive(
                         clients, search_n, open_client, close_client, searcher
                     )
                     _record(ctx, f"{prefix}.search.c{clients}", seconds, samples,
                             base and f"{base}.search.c{clients}", transport=transport,
                             clients=clients, top_k=k)  # fmt: skip
+                if clients == 1:
+                    _one_client_searches(ctx, db, uri, url, secret, searcher, search_n)
     finally:
         db.close()
+
+
+def _one_client_searches(
+    ctx: Context, db: Any, uri: str, url: str, secret: str,
+    searcher: Callable[[Any, int], None], requests: int,
+) -> None:  # fmt: skip
+    """One client's searches in process, over HTTP and as raw SQL on the same store, taking
+    turns (``_take_turns``)."""
+    cfg, w = ctx.config, ctx.workload
+    queries = w.query_sets[0]
+    remote = engramdb.connect(url, api_key=secret)
+    raw, raw_search = _raw_searcher(uri, cfg.dim, cfg.k)
+    try:
+        ops: dict[str, Callable[[int], None]] = {
+            "raw": lambda i: raw_search(queries.vectors[i % len(queries)]),
+            "inprocess": lambda i: searcher(db, i),
+            "http": lambda i: searcher(remote, i),
+        }
+        for op in ops.values():
+            for i in range(WARMUP):
+                op(i)
+        took = _take_turns(ops, requests)
+    finally:
+        remote.close()
+        raw.close()
+    names = {"raw": "http.raw", "inprocess": "http.inprocess", "http": "http"}
+    for transport, (seconds, samples) in took.items():
+        base = "http.inprocess.search.c1" if transport == "http" else None
+        _record(ctx, f"{names[transport]}.search.c1", seconds, samples, base,
+                transport=transport, clients=1, top_k=cfg.k, block=BLOCK)  # fmt: skip

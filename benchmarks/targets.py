@@ -251,7 +251,8 @@ def scale_targets(r: Report) -> list[str]:
 
 def http_target(r: Report) -> list[str]:
     """Over HTTP, p50 ≤ raw + 2 ms: one client's unfiltered search (the http suite) against the
-    best raw unfiltered plan. The http suite's store holds min(n, 20,000) memories."""
+    faster of the raw suite's best unfiltered plan and raw SQL on the http suite's own store
+    taking turns with the HTTP requests. The http suite's store holds min(n, 20,000) memories."""
     http = r.by_name.get("http.search.c1.latency")
     inproc = r.by_name.get("http.inprocess.search.c1.latency")
     base = r.by_name.get(
@@ -266,11 +267,21 @@ def http_target(r: Report) -> list[str]:
     )
     if http is None or base is None:
         return ["- HTTP: no http suite figures in this report"]
+    # Raw SQL on the http suite's own store, taking turns with the HTTP requests (reports
+    # since 2026-12-03): when faster than the raw suite's best plan, it is the baseline.
+    turns = r.by_name.get("http.raw.search.c1.latency")
+    if turns is not None and turns["metrics"]["p50_ms"] < base["metrics"]["p50_ms"]:
+        base = turns
     h, b = http["metrics"]["p50_ms"], base["metrics"]["p50_ms"]
     lines = [
         f"- HTTP search, 1 client: p50 {_ms(h)} ms = best raw ({base['name']}) {_ms(b)} ms"
         f" + {_ms(h - b)} ms (target ≤ raw + {HTTP_EXTRA_MS:g} ms): {_verdict(h - b <= HTTP_EXTRA_MS)}"
     ]
+    if turns is not None and turns is not base:
+        lines.append(
+            f"  (raw SQL on the http suite's store, taking turns with it: p50"
+            f" {_ms(turns['metrics']['p50_ms'])} ms)"
+        )
     if inproc is not None:
         i = inproc["metrics"]["p50_ms"]
         lines.append(

@@ -27,6 +27,7 @@ from benchmarks.baseline import (
     search_sql,
 )
 from benchmarks.engramdb_bench import best_raw_plan, open_db, run_import, write_jsonl
+from benchmarks.http_bench import BLOCK, _take_turns
 from benchmarks.registry import (
     Context,
     Measurement,
@@ -120,6 +121,20 @@ def _ctx(measurements: list[Measurement]) -> Context:
 
 def _search(name: str, p50: float, recall: float) -> Measurement:
     return Measurement(name, "latency", {"p50_ms": p50, "recall": recall})
+
+
+def test_taking_turns_runs_each_op_every_time_in_rotating_blocks() -> None:
+    calls: list[tuple[str, int]] = []
+    ops = {name: (lambda i, name=name: calls.append((name, i))) for name in ("raw", "lib", "http")}
+    took = _take_turns(ops, 3 * BLOCK)
+    for name in ops:
+        assert [i for n, i in calls if n == name] == list(range(3 * BLOCK))
+        seconds, samples = took[name]
+        assert len(samples) == 3 * BLOCK and seconds == pytest.approx(sum(samples))
+    # Blocks of BLOCK, the first op of each turn rotating.
+    firsts = [calls[t * 3 * BLOCK][0] for t in range(3)]
+    assert firsts == ["raw", "lib", "http"]
+    assert all(calls[j][0] == "raw" for j in range(BLOCK))
 
 
 def test_best_raw_plan_is_the_fastest_accurate_one(workload: Workload) -> None:
