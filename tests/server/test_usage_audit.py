@@ -315,3 +315,43 @@ def test_an_add_and_its_audit_entry_are_one_transaction(
         pg_url, "SELECT after FROM audit_log WHERE resource_id = %s AND action = 'create'", mid
     )
     assert [e["after"] for e in entries] == [{"id": mid, "version": 1}] * 2
+
+
+def test_an_update_or_delete_and_its_audit_entry_are_one_transaction(
+    client: TestClient, make_key: MakeKey, pg_url: str
+) -> None:
+    """The same for changes: the memory's new version and the entry share a transaction id,
+    as do a soft delete and its entry; a purge's entry is written (its row is gone). An update
+    that changes nothing is audited on its own, with the unchanged version."""
+    h = bearer(make_key("default", "read,write"))
+    mid = client.post("/v1/memories", json={"content": "to change"}, headers=h).json()["id"]
+
+    def same_transaction(action: str) -> None:
+        [row] = owner_rows(
+            pg_url,
+            "SELECT (SELECT xmin::text FROM memories WHERE id = %s) AS memory, "
+            "(SELECT xmin::text FROM audit_log WHERE resource_id = %s AND action = %s) AS entry",
+            mid, mid, action,
+        )  # fmt: skip
+        assert row["memory"] is not None and row["memory"] == row["entry"], action
+
+    changed = client.patch(f"/v1/memories/{mid}", json={"content": "changed"}, headers=h)
+    assert changed.status_code == 200 and changed.json()["version"] == 2
+    same_transaction("update")
+    again = client.patch(f"/v1/memories/{mid}", json={"content": "changed"}, headers=h)
+    assert again.status_code == 200 and again.json()["version"] == 2
+    assert client.delete(f"/v1/memories/{mid}", headers=h).status_code == 204
+    same_transaction("delete")
+    assert client.delete(f"/v1/memories/{mid}?purge=true", headers=h).status_code == 204
+    missing = client.delete(f"/v1/memories/{mid}", headers=h)
+    assert missing.status_code == 404
+    entries = owner_rows(
+        pg_url, "SELECT action, after FROM audit_log WHERE resource_id = %s ORDER BY id", mid
+    )
+    assert [(e["action"], e["after"]) for e in entries] == [
+        ("create", {"id": mid, "version": 1}),
+        ("update", {"id": mid, "version": 2}),
+        ("update", {"id": mid, "version": 2}),  # nothing changed: audited by the route
+        ("delete", None),
+        ("purge", None),
+    ]

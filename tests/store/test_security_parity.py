@@ -261,24 +261,40 @@ def test_audit_log(sec: Security) -> None:
     assert [e.actor_type for e in sec.audit.list("default").items] == ["jwt"]
 
 
+class _Entries:
+    """A ``service.memories.MemoryAudit`` as the server's: one entry per change, named."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def _entry(self, action: str, memory_id: str, **changes: Any) -> Any:
+        from engramdb.service.audit import audit_entry
+
+        self.asked.append((action, memory_id))
+        return audit_entry("default", actor_type="api_key", actor_id="key:k", action=action,
+                           resource_type="memory", resource_id=memory_id, request_id="r1",
+                           **changes)  # fmt: skip
+
+    def created(self, memory_id: uuid.UUID) -> Any:
+        return self._entry("create", str(memory_id), after={"id": str(memory_id), "version": 1})
+
+    def updated(self, memory: Any) -> Any:
+        return self._entry("update", str(memory.id), after={"version": memory.version})
+
+    def deleted(self, memory_id: uuid.UUID, purge: bool) -> Any:
+        return self._entry("purge" if purge else "delete", str(memory_id))
+
+
 def test_an_add_writes_its_audit_entry_with_the_memory(sec: Security) -> None:
-    """``Memories(audit_created=…)``: the entry of a created memory is written by the store with
-    the memory; a duplicate found instead writes none (its caller audits it), and a failed add
+    """``Memories(audit=…)``: the entry of a created memory is written by the store with the
+    memory; a duplicate found instead writes none (its caller audits it), and a failed add
     writes neither."""
-    from engramdb.service.audit import audit_entry
     from engramdb.service.memories import Memories
 
-    asked: list[uuid.UUID] = []
-
-    def entry(memory_id: uuid.UUID) -> Any:
-        asked.append(memory_id)
-        return audit_entry("default", actor_type="api_key", actor_id="key:k", action="create",
-                           resource_type="memory", resource_id=str(memory_id),
-                           after={"id": str(memory_id), "version": 1}, request_id="r1")  # fmt: skip
-
-    memories = Memories(sec.db.engine, "default", "key:k", audit_created=entry)
+    entries = _Entries()
+    memories = Memories(sec.db.engine, "default", "key:k", audit=entries)
     made = memories.add("Alice prefers window seats", user_id="alice")
-    assert asked == [made.id]
+    assert entries.asked == [("create", str(made.id))]
     [written] = sec.audit.list("default").items
     assert (written.resource_id, written.after, written.request_id) == (
         str(made.id), {"id": str(made.id), "version": made.version}, "r1")  # fmt: skip
@@ -291,6 +307,41 @@ def test_an_add_writes_its_audit_entry_with_the_memory(sec: Security) -> None:
     # Without the hook, nothing is audited by the library.
     sec.db.memories.add("Bob prefers the aisle", user_id="bob")
     assert len(sec.audit.list("default").items) == 1
+
+
+def test_updates_and_deletes_write_their_audit_entries_with_the_change(sec: Security) -> None:
+    """An update's entry carries the version it made and is written with it; an update that
+    changes nothing writes none; a soft delete and a purge write theirs; a change that fails
+    (a memory not there) writes nothing."""
+    from engramdb.service.memories import Memories
+
+    entries = _Entries()
+    memories = Memories(sec.db.engine, "default", "key:k", audit=entries)
+    first = sec.db.memories.add("Carol likes tea", user_id="carol")
+    second = sec.db.memories.add("Dan likes coffee", user_id="dan")
+
+    changed = memories.update(first.id, content="Carol likes green tea")
+    assert changed.version == 2
+    [entry] = sec.audit.list("default").items
+    assert (entry.action, entry.resource_id, entry.after) == ("update", str(first.id),
+                                                             {"version": 2})  # fmt: skip
+    same = memories.update(first.id, content="Carol likes green tea")  # no change: no entry
+    assert same.version == 2 and len(sec.audit.list("default").items) == 1
+
+    memories.delete(first.id)
+    memories.delete(second.id, purge=True)
+    got = [(e.action, e.resource_id) for e in reversed(sec.audit.list("default").items)]
+    assert got == [("update", str(first.id)), ("delete", str(first.id)),
+                   ("purge", str(second.id))]  # fmt: skip
+    with pytest.raises(engramdb.NotFound):
+        memories.delete(first.id)  # deleted already (a purge of it would still go ahead)
+    for gone in (second.id, uuid.uuid4()):
+        for purge in (False, True):
+            with pytest.raises(engramdb.NotFound):
+                memories.delete(gone, purge=purge)
+    with pytest.raises(engramdb.NotFound):
+        memories.update(second.id, content="Dan likes tea")
+    assert len(sec.audit.list("default").items) == 3
 
 
 def test_two_connections_share_one_rate_limit(sec: Security) -> None:

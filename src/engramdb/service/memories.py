@@ -6,7 +6,7 @@ import builtins
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
@@ -16,13 +16,14 @@ from ..filters import Filter, combine, parse_filter, parse_time, scope_filter
 from ..models import Memory, MemoryInput, MemoryVersion, Page, SearchHit, new_id, utcnow
 from ..models.kinds import validate_kind_data
 from ..models.planning import MemoryLink
+from ..models.security import AuditEntry
 from ..scoring import Candidate, Weights, distance_to_similarity, fuse, text_rank_to_score
-from ..store.base import AuditCreated, MemoryQuery, NewMemory, SearchSpec
+from ..store.base import MemoryQuery, NewMemory, SearchSpec
 from .engine import Engine, content_hash, invalid_from_validation
 from .facts import MemoryGraph
 from .pagination import decode_cursor, encode_cursor, listing_key
 
-__all__ = ["Memories"]
+__all__ = ["Memories", "MemoryAudit"]
 
 _MODES = ("hybrid", "vector", "text")
 _METRICS = ("cosine", "l2", "ip")
@@ -43,6 +44,22 @@ def _as_uuid(value: uuid.UUID | str, what: str = "id") -> uuid.UUID:
         ) from None
 
 
+class MemoryAudit(Protocol):
+    """The audit log entries of a :class:`Memories`' changes (the server's: one per request)."""
+
+    def created(self, memory_id: uuid.UUID) -> AuditEntry:
+        """The entry of a memory about to be inserted with this id (version 1)."""
+        ...
+
+    def updated(self, memory: Memory) -> AuditEntry:
+        """The entry of a change, given the memory as the change left it."""
+        ...
+
+    def deleted(self, memory_id: uuid.UUID, purge: bool) -> AuditEntry:
+        """The entry of a soft delete, or of a purge."""
+        ...
+
+
 class Memories:
     """``db.memories``: the memory API of one organization."""
 
@@ -52,15 +69,16 @@ class Memories:
         organization: str,
         actor: str | None = None,
         *,
-        audit_created: AuditCreated | None = None,
+        audit: MemoryAudit | None = None,
     ) -> None:
-        """``audit_created``: the audit log entry of a memory :meth:`add` creates, written in
-        the memory's own transaction (the server's, so an add over HTTP is one durable commit
-        and never a memory without its entry); a duplicate found instead writes none."""
+        """``audit``: the audit log entries of what :meth:`add`, :meth:`update` and
+        :meth:`delete` change, each written in the change's own transaction (the server's: a
+        change over HTTP is one durable commit, and never a change without its entry). An add
+        that finds a duplicate, and an update that changes nothing, write none."""
         self._engine = engine
         self._org = organization
         self._actor = actor
-        self._audit_created = audit_created
+        self._audit = audit
 
     @property
     def _limits(self) -> Any:
@@ -204,7 +222,7 @@ class Memories:
         )
         [(memory, created)] = self._engine.store.insert_memories(
             self._org, [self._to_new(prepared, vector)], actor=self._actor,
-            audit=self._audit_created,
+            audit=None if self._audit is None else self._audit.created,
         )  # fmt: skip
         if created and memory.related_ids:
             for rid in memory.related_ids:
@@ -390,14 +408,19 @@ class Memories:
             patch["embedding_model"] = self._engine.embedder.model
         if not patch:
             return current
-        return self._engine.store.update_memory(self._org, mid, patch, actor=self._actor)
+        return self._engine.store.update_memory(
+            self._org, mid, patch, actor=self._actor,
+            audit=None if self._audit is None else self._audit.updated,
+        )  # fmt: skip
 
     def delete(self, memory_id: uuid.UUID | str, *, purge: bool = False) -> None:
         """Soft delete (kept in history, hidden from reads), or ``purge=True``: gone for good,
         history included."""
+        mid = _as_uuid(memory_id)
         self._engine.store.delete_memory(
-            self._org, _as_uuid(memory_id), purge=purge, actor=self._actor
-        )
+            self._org, mid, purge=purge, actor=self._actor,
+            audit=None if self._audit is None else self._audit.deleted(mid, purge),
+        )  # fmt: skip
 
     # -- reads ----------------------------------------------------------------------------------
 

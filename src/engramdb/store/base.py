@@ -22,6 +22,7 @@ from .resources import ResourceStore
 from .security import SecurityStore
 
 __all__ = [
+    "AuditChanged",
     "AuditCreated",
     "Capabilities",
     "ImportStats",
@@ -122,6 +123,10 @@ class RawHit:
 #: memory is version 1); see :meth:`Store.insert_memories`.
 AuditCreated = Callable[[uuid.UUID], AuditEntry]
 
+#: The audit entry of a change to a memory, given the memory as the change left it (its new
+#: version); see :meth:`Store.update_memory`.
+AuditChanged = Callable[[Memory], AuditEntry]
+
 
 class Store(SecurityStore, ResourceStore, Protocol):
     """Persistence of engramdb's data model; one implementation per backend."""
@@ -207,15 +212,24 @@ class Store(SecurityStore, ResourceStore, Protocol):
         *,
         actor: str | None,
         event: str = "update",
+        audit: AuditChanged | None = None,
     ) -> Memory:
         """Apply ``changes`` (column → value; ``embedding`` included), bump the version and keep
-        the previous state in history, atomically."""
+        the previous state in history, atomically; ``audit``'s entry for the changed memory is
+        written in the same transaction."""
         ...
 
     def delete_memory(
-        self, org: str, memory_id: uuid.UUID, *, purge: bool, actor: str | None
+        self,
+        org: str,
+        memory_id: uuid.UUID,
+        *,
+        purge: bool,
+        actor: str | None,
+        audit: AuditEntry | None = None,
     ) -> None:
-        """Soft delete (kept in history), or purge: the row and its history are gone."""
+        """Soft delete (kept in history), or purge: the row and its history are gone. ``audit``
+        is written in the same transaction, if the memory was there to delete."""
         ...
 
     def memory_history(self, org: str, memory_id: uuid.UUID) -> list[MemoryVersion]: ...

@@ -57,22 +57,45 @@ def create(
         return json_response(MemoryItems(items=made), status.HTTP_201_CREATED)
     fields = body.model_dump(exclude_unset=True)
     content = fields.pop("content")
-    created: list[uuid.UUID] = []
-
-    def entry(memory_id: uuid.UUID) -> AuditEntry:
-        created.append(memory_id)
-        return request_entry(ctx, principal, "create", "memory", str(memory_id),
-                             after={"id": str(memory_id), "version": 1})  # fmt: skip
-
-    # The entry is written in the memory's transaction: one durable commit, not two.
-    memories = Memories(state.engram.engine, principal.organization, principal.actor,
-                        audit_created=entry)  # fmt: skip
-    memory = memories.add(content, **fields)
+    audit = _RequestAudit(ctx, principal)
+    memory = _memories(state, principal, audit).add(content, **fields)
     state.metrics.memories_written.inc()
-    if memory.id not in created:  # an existing memory came back (a duplicate): audited here
+    if str(memory.id) not in audit.written:  # a duplicate came back: audited on its own
         mid, after = str(memory.id), {"id": str(memory.id), "version": memory.version}
         state.audit.write(request_entry(ctx, principal, "create", "memory", mid, after=after))
     return json_response(memory, status.HTTP_201_CREATED)
+
+
+class _RequestAudit:
+    """The audit entries of one request's change to a memory (``service.memories.MemoryAudit``),
+    which the store writes in the change's own transaction: one durable commit, not two, and
+    never a change without its entry. ``written`` lists the memories given one."""
+
+    def __init__(self, ctx: RequestContext, principal: Principal) -> None:
+        self.ctx = ctx
+        self.principal = principal
+        self.written: list[str] = []
+
+    def _entry(self, action: str, memory_id: str, **changes: Any) -> AuditEntry:
+        self.written.append(memory_id)
+        return request_entry(self.ctx, self.principal, action, "memory", memory_id, **changes)
+
+    def created(self, memory_id: uuid.UUID) -> AuditEntry:
+        mid = str(memory_id)
+        return self._entry("create", mid, after={"id": mid, "version": 1})
+
+    def updated(self, memory: Memory) -> AuditEntry:
+        mid = str(memory.id)
+        return self._entry("update", mid, before={"id": mid},
+                           after={"id": mid, "version": memory.version})  # fmt: skip
+
+    def deleted(self, memory_id: uuid.UUID, purge: bool) -> AuditEntry:
+        mid = str(memory_id)
+        return self._entry("purge" if purge else "delete", mid, before={"id": mid})
+
+
+def _memories(state: ServerState, principal: Principal, audit: _RequestAudit) -> Memories:
+    return Memories(state.engram.engine, principal.organization, principal.actor, audit=audit)
 
 
 @router.get("", response_model=MemoryPage, summary="List memories, newest first (keyset pages)")
@@ -132,10 +155,12 @@ def get_memory(
 @router.patch("/{memory_id}", response_model=Memory, summary="Change a memory (new version)")
 def update_memory(request: Request, memory_id: str, body: MemoryPatch, principal: Writer) -> Any:
     changes = body.model_dump(exclude_unset=True)
-    updated = view(request, principal).memories.update(memory_id, **changes)
-    audit(request, principal, "update", "memory", str(updated.id),
-          before={"id": str(updated.id)},
-          after={"id": str(updated.id), "version": updated.version})  # fmt: skip
+    entries = _RequestAudit(context_of(request), principal)
+    updated = _memories(state_of(request), principal, entries).update(memory_id, **changes)
+    if not entries.written:  # nothing changed, so the store wrote nothing: audited here
+        audit(request, principal, "update", "memory", str(updated.id),
+              before={"id": str(updated.id)},
+              after={"id": str(updated.id), "version": updated.version})  # fmt: skip
     return updated
 
 
@@ -147,9 +172,8 @@ def update_memory(request: Request, memory_id: str, body: MemoryPatch, principal
     summary="Soft delete (kept in history); ?purge=true deletes for good",
 )
 def delete_memory(request: Request, memory_id: str, principal: Writer, purge: bool = False) -> Any:
-    view(request, principal).memories.delete(memory_id, purge=purge)
-    audit(request, principal, "purge" if purge else "delete", "memory", memory_id,
-          before={"id": memory_id})  # fmt: skip
+    entries = _RequestAudit(context_of(request), principal)
+    _memories(state_of(request), principal, entries).delete(memory_id, purge=purge)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

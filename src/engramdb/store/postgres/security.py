@@ -80,6 +80,13 @@ def _key(row: Mapping[str, Any]) -> ApiKey:
     return ApiKey.model_validate({k: row[k] for k in _KEY_FIELDS})
 
 
+#: One audit log row, its values as :func:`audit_values` gives them.
+AUDIT_INSERT = sql.SQL("INSERT INTO audit_log ({}) VALUES ({})").format(
+    sql.SQL(", ").join(map(sql.Identifier, _AUDIT_FIELDS)),
+    sql.SQL(", ").join(sql.Placeholder() * len(_AUDIT_FIELDS)),
+)
+
+
 def audit_values(entry: AuditEntry) -> list[Any]:
     """An audit entry's values in ``AUDIT_FIELDS`` order, JSON columns wrapped."""
     return [
@@ -409,13 +416,7 @@ class SecurityMixin:
             by_org.setdefault(e.organization_id, []).append(e)
         for org, batch in by_org.items():
             with self._tx(org) as cur:
-                cur.executemany(
-                    sql.SQL("INSERT INTO audit_log ({}) VALUES ({})").format(
-                        sql.SQL(", ").join(map(sql.Identifier, _AUDIT_FIELDS)),
-                        sql.SQL(", ").join(sql.Placeholder() * len(_AUDIT_FIELDS)),
-                    ),
-                    [audit_values(e) for e in batch],
-                )
+                cur.executemany(AUDIT_INSERT, [audit_values(e) for e in batch])
 
     def list_audit(
         self,

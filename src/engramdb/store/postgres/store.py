@@ -34,6 +34,7 @@ from ...models.common import loads_json
 from ...models.security import AuditEntry
 from ...settings import Settings
 from ..base import (
+    AuditChanged,
     AuditCreated,
     Capabilities,
     ImportStats,
@@ -47,7 +48,7 @@ from .compile import ACCESS_EXPRESSIONS, access_expression, compile_query, compi
 from .errors import translate_errors
 from .notify import KeyChangeListener
 from .resources import PostgresResources
-from .security import SecurityMixin, audit_values
+from .security import AUDIT_INSERT, SecurityMixin, audit_values
 from .session import ORG_SETTING, TRACKED, Sessions
 
 __all__ = ["PostgresStore"]
@@ -915,6 +916,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
         *,
         actor: str | None,
         event: str = "update",
+        audit: AuditChanged | None = None,
     ) -> Memory:
         sets: list[sql.Composable] = []
         params: list[Any] = [org, memory_id, uuid.uuid4(), event, actor]
@@ -947,17 +949,27 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 params,
             )
             row = cur.fetchone()
-        if row is None:
-            raise NotFound(f"memory {memory_id} not found", details={"id": str(memory_id)})
-        return _to_memory(row)
+            if row is None:
+                raise NotFound(f"memory {memory_id} not found", details={"id": str(memory_id)})
+            memory = _to_memory(row)
+            if audit is not None:
+                cur.execute(AUDIT_INSERT, audit_values(audit(memory)))
+        return memory
 
     def delete_memory(
-        self, org: str, memory_id: uuid.UUID, *, purge: bool, actor: str | None
+        self,
+        org: str,
+        memory_id: uuid.UUID,
+        *,
+        purge: bool,
+        actor: str | None,
+        audit: AuditEntry | None = None,
     ) -> None:
         if not purge:
             self.update_memory(
-                org, memory_id, {"deleted_at": utcnow()}, actor=actor, event="delete"
-            )
+                org, memory_id, {"deleted_at": utcnow()}, actor=actor, event="delete",
+                audit=None if audit is None else (lambda _m: audit),
+            )  # fmt: skip
             return
         with self._tx(org) as cur:
             cur.execute(
@@ -966,6 +978,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
             )
             if cur.fetchone() is None:
                 raise NotFound(f"memory {memory_id} not found", details={"id": str(memory_id)})
+            if audit is not None:
+                cur.execute(AUDIT_INSERT, audit_values(audit))
 
     def memory_history(self, org: str, memory_id: uuid.UUID) -> list[MemoryVersion]:
         with self._tx(org) as cur:

@@ -14,8 +14,10 @@ import numpy as np
 from ...errors import ConfigurationError, InvalidInput, MigrationRequired, NotFound
 from ...migrations import runner
 from ...models import Memory, MemoryVersion, utcnow
+from ...models.security import AuditEntry
 from ...settings import Settings
 from ..base import (
+    AuditChanged,
     AuditCreated,
     Capabilities,
     ImportStats,
@@ -319,6 +321,7 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
         *,
         actor: str | None,
         event: str = "update",
+        audit: AuditChanged | None = None,
     ) -> Memory:
         sets: list[str] = []
         params: list[Any] = []
@@ -366,7 +369,10 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
             ).fetchone()
             if "embedding" in changes:
                 self._trim_vector_changes(conn)
-        return row_to_memory(updated)
+            memory = row_to_memory(updated)
+            if audit is not None:
+                write_audit(conn, [audit(memory)])
+        return memory
 
     @staticmethod
     def _trim_vector_changes(conn: Any) -> None:
@@ -377,12 +383,19 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
         )
 
     def delete_memory(
-        self, org: str, memory_id: uuid.UUID, *, purge: bool, actor: str | None
+        self,
+        org: str,
+        memory_id: uuid.UUID,
+        *,
+        purge: bool,
+        actor: str | None,
+        audit: AuditEntry | None = None,
     ) -> None:
         if not purge:
             self.update_memory(
-                org, memory_id, {"deleted_at": utcnow()}, actor=actor, event="delete"
-            )
+                org, memory_id, {"deleted_at": utcnow()}, actor=actor, event="delete",
+                audit=None if audit is None else (lambda _m: audit),
+            )  # fmt: skip
             return
         with self.db.write() as conn:
             gone = conn.execute(
@@ -392,6 +405,8 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
             if gone is None:
                 raise NotFound(f"memory {memory_id} not found", details={"id": str(memory_id)})
             self._trim_vector_changes(conn)
+            if audit is not None:
+                write_audit(conn, [audit])
 
     def record_access(self, org: str, counts: Mapping[uuid.UUID, int], at: datetime) -> None:
         if not counts:
