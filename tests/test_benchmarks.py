@@ -36,6 +36,7 @@ from benchmarks.registry import (
     interleaved_slice,
     single_insert_slice,
 )
+from benchmarks.targets import Report, http_target
 from benchmarks.workload import KINDS, Workload, WorkloadSpec, generate
 from pgvector.psycopg import register_vector
 
@@ -135,6 +136,29 @@ def test_taking_turns_runs_each_op_every_time_in_rotating_blocks() -> None:
     firsts = [calls[t * 3 * BLOCK][0] for t in range(3)]
     assert firsts == ["raw", "lib", "http"]
     assert all(calls[j][0] == "raw" for j in range(BLOCK))
+
+
+def test_the_http_target_takes_the_faster_raw_baseline() -> None:
+    def m(name: str, p50: float, baseline: str | None = None) -> dict[str, Any]:
+        return {"name": name, "metrics": {"p50_ms": p50}, "baseline": baseline}
+
+    suite = [m("engramdb.search.unfiltered", 1.5, "raw.search.unfiltered.hnsw"),
+             m("raw.search.unfiltered.hnsw", 0.9)]  # fmt: skip
+    http = [m("http.search.c1.latency", 2.8), m("http.inprocess.search.c1.latency", 1.4)]
+
+    def verdict(*measurements: dict[str, Any]) -> str:
+        return http_target(Report({"measurements": list(measurements)}))[0]
+
+    assert "raw.search.unfiltered.hnsw) 0.90 ms + 1.90 ms" in verdict(*suite, *http)
+    assert "**met**" in verdict(*suite, *http)
+    # Raw SQL taking turns on the same store, faster: the stricter baseline decides.
+    turns = m("http.raw.search.c1.latency", 0.7)
+    assert "http.raw.search.c1.latency) 0.70 ms + 2.10 ms" in verdict(*suite, *http, turns)
+    assert "**not met**" in verdict(*suite, *http, turns)
+    # Slower: the raw suite's figure stays; without a raw suite, the turns are the baseline.
+    assert "0.90 ms" in verdict(*suite, *http, m("http.raw.search.c1.latency", 1.1))
+    assert "0.70 ms" in verdict(*http, turns)
+    assert verdict(*http) == "- HTTP: no http suite figures in this report"
 
 
 def test_best_raw_plan_is_the_fastest_accurate_one(workload: Workload) -> None:
