@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import pq
 
 from engramdb import Engram, Settings, connect
 from engramdb.embedded import EmbeddedPostgres
@@ -109,3 +110,23 @@ def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     conn = open_backend(backend, request, tmp_path)
     yield conn
     conn.close()
+
+
+def protocol_trace(store: PostgresStore, run: Callable[[], object]) -> list[tuple[str, str]]:
+    """The protocol messages exchanged while ``run()`` runs on a store whose pool holds ONE
+    connection: (``"F"`` sent / ``"B"`` received, message type), in order."""
+    fd, name = tempfile.mkstemp(prefix="engramdb-trace-")
+    try:
+        with store.pool.connection() as conn:
+            conn.pgconn.trace(fd)
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            run()
+        finally:
+            with store.pool.connection() as conn:
+                conn.pgconn.untrace()
+        text = Path(name).read_text()
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return [(f[0], f[2]) for f in (line.split("\t") for line in text.splitlines()) if len(f) > 2]

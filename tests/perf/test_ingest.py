@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -20,14 +18,13 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from psycopg import pq
 
 from engramdb import Engram, Settings, connect
 from engramdb import errors as engramdb_errors
 from engramdb.embeddings.none import NoEmbedder
 from engramdb.service.importer import import_records, jsonl_records
 from engramdb.store.postgres import PostgresStore
-from tests.conftest import TEST_DIMENSIONS
+from tests.conftest import TEST_DIMENSIONS, protocol_trace
 
 
 def _vectors(n: int, seed: int) -> np.ndarray:
@@ -145,26 +142,18 @@ def test_single_add_is_one_round_trip(pg_url: str) -> None:
         vec = _vectors(3, 5)
         # Warm-up: the embedding space and the agent's configuration are known from here on.
         db.memories.add("warm up", agent_id="bot", user_id="u1", embedding=vec[0].tolist())
-        fd, name = tempfile.mkstemp(prefix="engramdb-trace-")
-        try:
-            with store.pool.connection() as conn:
-                conn.pgconn.trace(fd)
-                conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-            added = db.memories.add(
-                "traced", agent_id="bot", user_id="u2", room_id="r", embedding=vec[1].tolist()
-            )
-            again = db.memories.add(
-                "traced", agent_id="bot", user_id="u2", room_id="r", embedding=vec[2].tolist()
-            )
-            with store.pool.connection() as conn:
-                conn.pgconn.untrace()
-            trace = Path(name).read_text()
-        finally:
-            os.close(fd)
-            os.unlink(name)
-        assert again.id == added.id  # the duplicate came back from the same statement
-        sent = [line.split("\t")[2] for line in trace.splitlines() if line.startswith("F\t")]
-        received = [line.split("\t")[2] for line in trace.splitlines() if line.startswith("B\t")]
+        added: list[Any] = []
+
+        def two_adds() -> None:
+            for v in vec[1:3]:
+                added.append(db.memories.add(
+                    "traced", agent_id="bot", user_id="u2", room_id="r", embedding=v.tolist()
+                ))  # fmt: skip
+
+        trace = protocol_trace(store, two_adds)
+        assert added[1].id == added[0].id  # the duplicate came back from the same statement
+        sent = [kind for side, kind in trace if side == "F"]
+        received = [kind for side, kind in trace if side == "B"]
         # Two adds: each one Sync (one round trip) carrying one statement.
         assert sent.count("Sync") == 2, sent
         assert sent.count("Execute") == 2, sent

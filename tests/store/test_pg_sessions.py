@@ -6,14 +6,12 @@ failed statement leaves nothing assumed."""
 from __future__ import annotations
 
 import ast
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from psycopg import pq, sql
+from psycopg import sql
 
 from engramdb import Engram, Settings, connect
 from engramdb.embeddings.none import NoEmbedder
@@ -23,7 +21,7 @@ from engramdb.server.state import DEFAULT_APP_ROLE
 from engramdb.store import postgres as postgres_store
 from engramdb.store.postgres import PostgresStore
 from engramdb.store.postgres.session import TRACKED, Sessions
-from tests.conftest import TEST_DIMENSIONS
+from tests.conftest import TEST_DIMENSIONS, protocol_trace
 
 
 def _open(url: str, **settings: Any) -> Engram:
@@ -111,21 +109,7 @@ def test_a_searchs_settings_do_not_outlive_it(app_db: Engram) -> None:
 
 def _traced(store: PostgresStore, run: Any) -> list[str]:
     """The frontend messages ``run()`` sends on the store's only connection."""
-    fd, name = tempfile.mkstemp(prefix="engramdb-trace-")
-    try:
-        with store.pool.connection() as conn:
-            conn.pgconn.trace(fd)
-            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
-        try:
-            run()
-        finally:
-            with store.pool.connection() as conn:
-                conn.pgconn.untrace()
-        text = Path(name).read_text()
-    finally:
-        os.close(fd)
-        os.unlink(name)
-    return [line.split("\t")[2] for line in text.splitlines() if line.startswith("F\t")]
+    return [kind for side, kind in protocol_trace(store, run) if side == "F"]
 
 
 def test_settings_go_only_when_they_change_and_again_after_a_failure(app_db: Engram) -> None:
