@@ -25,7 +25,7 @@ from ..schemas import (
     VersionList,
 )
 from ..state import ServerState
-from .common import ERRORS, JsonRoute, audit, json_response, parse_filters, request_entry, view
+from .common import ERRORS, JsonRoute, json_response, parse_filters, request_entry, view
 
 router = APIRouter(
     route_class=JsonRoute, prefix="/v1/memories", tags=["memories"], responses=ERRORS
@@ -57,12 +57,11 @@ def create(
         return json_response(MemoryItems(items=made), status.HTTP_201_CREATED)
     fields = body.model_dump(exclude_unset=True)
     content = fields.pop("content")
-    audit = _RequestAudit(ctx, principal)
-    memory = _memories(state, principal, audit).add(content, **fields)
+    entries = _RequestAudit(ctx, principal)
+    memory = _memories(state, principal, entries).add(content, **fields)
     state.metrics.memories_written.inc()
-    if str(memory.id) not in audit.written:  # a duplicate came back: audited on its own
-        mid, after = str(memory.id), {"id": str(memory.id), "version": memory.version}
-        state.audit.write(request_entry(ctx, principal, "create", "memory", mid, after=after))
+    if str(memory.id) not in entries.written:  # a duplicate came back: audited on its own
+        state.audit.write(entries.created(memory.id, memory.version))
     return json_response(memory, status.HTTP_201_CREATED)
 
 
@@ -80,9 +79,9 @@ class _RequestAudit:
         self.written.append(memory_id)
         return request_entry(self.ctx, self.principal, action, "memory", memory_id, **changes)
 
-    def created(self, memory_id: uuid.UUID) -> AuditEntry:
+    def created(self, memory_id: uuid.UUID, version: int = 1) -> AuditEntry:
         mid = str(memory_id)
-        return self._entry("create", mid, after={"id": mid, "version": 1})
+        return self._entry("create", mid, after={"id": mid, "version": version})
 
     def updated(self, memory: Memory) -> AuditEntry:
         mid = str(memory.id)
@@ -158,9 +157,7 @@ def update_memory(request: Request, memory_id: str, body: MemoryPatch, principal
     entries = _RequestAudit(context_of(request), principal)
     updated = _memories(state_of(request), principal, entries).update(memory_id, **changes)
     if not entries.written:  # nothing changed, so the store wrote nothing: audited here
-        audit(request, principal, "update", "memory", str(updated.id),
-              before={"id": str(updated.id)},
-              after={"id": str(updated.id), "version": updated.version})  # fmt: skip
+        state_of(request).audit.write(entries.updated(updated))
     return updated
 
 

@@ -60,8 +60,8 @@ class Sessions:
             raise ValueError('a statement names its tenant ("" for none)')
         state = self._states.get(conn)
         if state is None:
-            # Not configured by this store, or state lost: send everything, known or not.
-            return {k: wanted.get(k, "") for k in TRACKED if k in wanted}
+            # Not a connection this store configured (no baseline known): send what is wanted.
+            return {k: v for k, v in wanted.items() if k in TRACKED}
         out: dict[str, str] = {}
         for name in TRACKED:
             value = wanted.get(name, state.baseline[name])
