@@ -27,7 +27,7 @@ def audit_entry(
     request_id: str | None = None,
 ) -> AuditEntry:
     """A new entry, not yet written (:meth:`AuditLog.record` writes one; a store writes the
-    entry of a memory's creation in the memory's transaction)."""
+    entry of a change to a memory in the change's transaction: ``Memories(audit=…)``)."""
     return AuditEntry(
         id=new_id(), organization_id=org, actor_type=actor_type, actor_id=actor_id,
         action=action, resource_type=resource_type, resource_id=resource_id, before=before,

@@ -1,8 +1,9 @@
-"""PostgreSQL + pgvector store: pooled connections, tenant setting per transaction, memories.
+"""PostgreSQL + pgvector store: pooled connections, every statement's tenant setting, memories.
 
 Round trips are the unit of cost here. Pooled connections are in autocommit mode, so a pipeline
 of statements up to one Sync runs as one implicit transaction: a single ``add()`` or a search is
-one round trip (the tenant setting, then the statement), and batches go through binary COPY.
+one round trip (its settings, when the connection's session holds others: session.py, then the
+statement), and batches go through binary COPY.
 """
 
 from __future__ import annotations
