@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
@@ -114,6 +115,13 @@ class _AsyncProxy:
         attr = getattr(self._target, name)
         if not callable(attr):
             return attr
+        # A method with an asynchronous form of its own (``search`` and ``search_async``) is
+        # awaited on the loop instead: that form moves to a thread only what may block.
+        own = getattr(self._target, f"{name}_async", None)
+        if inspect.iscoroutinefunction(own):
+            return own
+        if inspect.iscoroutinefunction(attr):
+            return attr
 
         @functools.wraps(attr)
         async def call(*args: Any, **kwargs: Any) -> Any:
@@ -131,6 +139,8 @@ class AsyncEngram:
     def __init__(self, sync: Any) -> None:
         self._sync = sync
         self.organization: str = sync.organization
+        #: Whether this object opened the store's asynchronous path (connect_async does).
+        self._opened_async = False
         for name in sync.RESOURCES:
             setattr(self, name, _AsyncProxy(getattr(sync, name)))
 
@@ -147,7 +157,17 @@ class AsyncEngram:
         await asyncio.to_thread(self._sync.flush)
 
     async def close(self) -> None:
+        if self._opened_async:
+            self._opened_async = False
+            await self._sync.engine.store.close_async()
         await asyncio.to_thread(self._sync.close)
+
+    async def _open_async(self) -> None:
+        """The store's asynchronous search path on this loop (PostgreSQL; nothing elsewhere,
+        nor for a remote server, whose client has no store here)."""
+        engine = getattr(self._sync, "engine", None)
+        if engine is not None:
+            self._opened_async = await engine.store.open_async()
 
     async def __aenter__(self) -> AsyncEngram:
         return self
@@ -214,8 +234,14 @@ class _Connecting:
 
     async def _open(self) -> AsyncEngram:
         sync = await asyncio.to_thread(connect, *self._args, **self._kwargs)
-        self._db = AsyncEngram(sync)
-        return self._db
+        db = AsyncEngram(sync)
+        try:
+            await db._open_async()
+        except BaseException:
+            await asyncio.to_thread(sync.close)
+            raise
+        self._db = db
+        return db
 
     def __await__(self) -> Generator[Any, None, AsyncEngram]:
         return self._open().__await__()

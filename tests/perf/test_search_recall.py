@@ -234,9 +234,9 @@ def test_vector_lists_reuse_one_plan_and_the_others_are_planned_per_value(
     seen: list[tuple[str | None, bool | None]] = []
     original = store._round_trip
 
-    def spy(org, query, params, local=None, prepare=None):  # type: ignore[no-untyped-def]
+    def spy(org, query, params, local=None, prepare=None, **kw):  # type: ignore[no-untyped-def]
         seen.append(((local or {}).get("plan_cache_mode"), prepare))
-        return original(org, query, params, local, prepare=prepare)
+        return original(org, query, params, local, prepare=prepare, **kw)
 
     sizes = Counter(workload.users)
     small = sorted(u for u, c in sizes.items() if 5 <= c <= 20)[-1]  # not searched by the others
@@ -282,9 +282,9 @@ def test_the_graph_is_used_on_a_table_never_analyzed(pg_url: str, workload: Work
         captured: list[tuple[Any, Any, dict[str, str]]] = []
         original = store._round_trip
 
-        def spy(org, query, params, local=None, prepare=None):  # type: ignore[no-untyped-def]
+        def spy(org, query, params, local=None, **kw):  # type: ignore[no-untyped-def]
             captured.append((query, params, dict(local or {})))
-            return original(org, query, params, local, prepare=prepare)
+            return original(org, query, params, local, **kw)
 
         store._round_trip = spy  # type: ignore[method-assign]
         try:

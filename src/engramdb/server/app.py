@@ -32,8 +32,12 @@ def create_app(settings: Settings, engram: Engram | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.close()
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+            state.close()
 
     from .. import __version__
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,9 @@ from .state import ServerState
 
 __all__ = ["HotRoutes"]
 
+#: A route's code, run in a worker thread (synchronous) or awaited on the loop.
 Handler = Callable[[ServerState, RequestContext, Principal, Any], Response]
+AsyncHandler = Callable[[ServerState, RequestContext, Principal, Any], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,14 @@ class _Hot:
     route: APIRoute
     body: TypeAdapter[Any]
     scope: str
-    run: Handler
+    run: Handler | AsyncHandler
 
 
-def _search(state: ServerState, _ctx: RequestContext, principal: Principal, body: Any) -> Response:
-    return memories.search(state, principal, body)
+async def _search(
+    state: ServerState, _ctx: RequestContext, principal: Principal, body: Any
+) -> Response:
+    # On the loop: the search itself moves whatever may block into a thread (search_async).
+    return await memories.search_async(state, principal, body)
 
 
 def _create(state: ServerState, ctx: RequestContext, principal: Principal, body: Any) -> Response:
@@ -61,7 +67,7 @@ def _create(state: ServerState, ctx: RequestContext, principal: Principal, body:
 
 
 #: (method, path, body, scope, handler) of each route served here.
-_TABLE: tuple[tuple[str, str, Any, str, Handler], ...] = (
+_TABLE: tuple[tuple[str, str, Any, str, Handler | AsyncHandler], ...] = (
     ("POST", "/v1/memories/search", SearchBody, "read", _search),
     ("POST", "/v1/memories", MemoryBody, "write", _create),
 )
@@ -121,12 +127,16 @@ class HotRoutes:
         try:
             principal = key_principal(self.state, ctx, use)
             check_scope(principal, hot.scope)
-            # The loop's default executor rather than Starlette's run_in_threadpool: anyio's
-            # limiter and cancel scopes cost about 0.05 ms a request here. The request's context
-            # (read by the metered embedder) is carried into the thread, as anyio carries it.
-            response = await asyncio.get_running_loop().run_in_executor(
-                None, contextvars.copy_context().run, hot.run, self.state, ctx, principal, body
-            )
+            if inspect.iscoroutinefunction(hot.run):
+                response = await hot.run(self.state, ctx, principal, body)
+            else:
+                # The loop's default executor rather than Starlette's run_in_threadpool: anyio's
+                # limiter and cancel scopes cost about 0.05 ms a request here. The request's
+                # context (read by the metered embedder) is carried into the thread, as anyio
+                # carries it.
+                response = await asyncio.get_running_loop().run_in_executor(
+                    None, contextvars.copy_context().run, hot.run, self.state, ctx, principal, body
+                )
         except EngramError as exc:
             response = render_error(exc)
         await response(scope, receive, send)

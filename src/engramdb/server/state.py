@@ -64,6 +64,8 @@ class ServerState:
     organizations: Organizations = field(init=False)
     jwt: JwtVerifier = field(init=False)
     metrics: Metrics = field(init=False)
+    #: Whether start() opened the store's asynchronous search path (and stop() closes it).
+    opened_async: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         # First what may refuse the settings (an unreadable JWKS file), before anything that
@@ -125,6 +127,17 @@ class ServerState:
             return dict(pool.get_stats()) if pool is not None else None
         except Exception:  # a closed pool has no stats; metrics must not fail for it
             return None
+
+    async def start(self) -> None:
+        """On the server's event loop, before the first request: the store's asynchronous
+        search path (hot searches then await their statement on this loop; server.hot)."""
+        self.opened_async = await self.engram.engine.store.open_async()
+
+    async def stop(self) -> None:
+        """On the same loop, after the last request."""
+        if self.opened_async:
+            self.opened_async = False
+            await self.engram.engine.store.close_async()
 
     def close(self) -> None:
         if self.key_cache is not None:

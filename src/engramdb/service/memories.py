@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextvars
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -18,7 +22,7 @@ from ..models.kinds import validate_kind_data
 from ..models.planning import MemoryLink
 from ..models.security import AuditEntry
 from ..scoring import Candidate, Weights, distance_to_similarity, fuse, text_rank_to_score
-from ..store.base import MemoryQuery, NewMemory, SearchSpec
+from ..store.base import MemoryQuery, NewMemory, RawHit, SearchSpec
 from .engine import Engine, content_hash, invalid_from_validation
 from .facts import MemoryGraph
 from .pagination import decode_cursor, encode_cursor, listing_key
@@ -521,9 +525,70 @@ class Memories:
         ``top_k`` (default 10), ``threshold`` and ``weights`` default to the configuration of
         ``agent_id`` (``db.agents.set_config``) when one agent is searched.
         """
-        if isinstance(agent_id, str) and (top_k is None or threshold is None or weights is None):
-            from .people import load_agent_config
+        plan = self._plan_search(
+            query, embedding=embedding, mode=mode, top_k=top_k, threshold=threshold,
+            agent_id=agent_id, user_id=user_id, room_id=room_id, kind=kind, tags=tags,
+            filters=filters, as_of=as_of, include_expired=include_expired,
+            include_deleted=include_deleted, weights=weights, explain=explain, exact=exact,
+            ef_search=ef_search,
+        )  # fmt: skip
+        assert plan is not None  # a plan that may block is always made
+        return self._hits(plan, self._engine.store.search_memories(self._org, plan.spec))
 
+    async def search_async(
+        self, query: str | None = None, **options: Any
+    ) -> builtins.list[SearchHit]:
+        """:meth:`search` (same arguments, same hits) for code on an event loop, which it never
+        blocks. Validation and scoring run on the loop; the statement is awaited there when the
+        store has its asynchronous path open on this loop (PostgreSQL, in the server:
+        ``Store.open_async``); anything that may block -- an agent's configuration not yet
+        read, a text query to embed, a store without that path -- runs in the loop's default
+        executor, with the caller's context (as the metered embedder needs).
+        """
+        loop = asyncio.get_running_loop()
+        plan = self._plan_search(query, may_block=False, **options)
+        if plan is None:
+            call = functools.partial(self.search, query, **options)
+            return await loop.run_in_executor(None, contextvars.copy_context().run, call)
+        store = self._engine.store
+        raw = await store.search_memories_async(self._org, plan.spec)
+        if raw is None:
+            raw = await loop.run_in_executor(
+                None, contextvars.copy_context().run, store.search_memories, self._org, plan.spec
+            )
+        return self._hits(plan, raw)
+
+    def _plan_search(
+        self,
+        query: str | None = None,
+        *,
+        embedding: Sequence[float] | None = None,
+        mode: str = "hybrid",
+        top_k: int | None = None,
+        threshold: float | None = None,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        room_id: str | None = None,
+        kind: str | Sequence[str] | None = None,
+        tags: str | Sequence[str] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        as_of: datetime | str | None = None,
+        include_expired: bool = False,
+        include_deleted: bool = False,
+        weights: Weights | Mapping[str, Any] | None = None,
+        explain: bool = False,
+        exact: bool | None = None,
+        ef_search: int | None = None,
+        may_block: bool = True,
+    ) -> _SearchPlan | None:
+        """A search validated and ready for the store; ``None`` when that needs a round trip or
+        a model (an agent's configuration not yet read, a query to embed) and ``may_block`` is
+        false."""
+        if isinstance(agent_id, str) and (top_k is None or threshold is None or weights is None):
+            from .people import agent_config_known, load_agent_config
+
+            if not may_block and not agent_config_known(self._engine, self._org, agent_id):
+                return None
             cfg = load_agent_config(self._engine, self._org, agent_id)
             if cfg is not None:
                 top_k = cfg.top_k if top_k is None else top_k
@@ -558,6 +623,8 @@ class Memories:
             if embedding is not None:
                 vector = self._engine.check_vector(embedding)
             elif query is not None:
+                if not may_block:
+                    return None
                 vector = self._engine.embed_query(query)
         text = query if mode != "vector" else None
         # Fusion needs candidates beyond top_k from each list, or good items ranked k+1 in one
@@ -567,7 +634,14 @@ class Memories:
             query=mq, limit=pool, embedding=vector, embedding_model=self._engine.embedder.model,
             text=text, metric=self._engine.settings.metric, exact=exact, ef_search=ef_search,
         )  # fmt: skip
-        raw = self._engine.store.search_memories(self._org, spec)
+        return _SearchPlan(
+            spec=spec, mode=mode, top_k=top_k, threshold=threshold, weights=w, explain=explain
+        )
+
+    def _hits(self, plan: _SearchPlan, raw: builtins.list[RawHit]) -> builtins.list[SearchHit]:
+        """The store's candidates scored, thresholded and cut to ``top_k``; their accesses
+        counted."""
+        mode, top_k, threshold, explain = plan.mode, plan.top_k, plan.threshold, plan.explain
         metric = self._engine.settings.metric
         by_id = {h.memory.id: h for h in raw}
         vec_order = sorted(
@@ -589,7 +663,7 @@ class Memories:
             c = cands[h.memory.id]
             c.text_rank = rank
             c.text_score = text_rank_to_score(h.text_rank or 0.0)
-        scored = fuse(list(cands.values()), mode=mode, weights=w, now=utcnow())
+        scored = fuse(list(cands.values()), mode=mode, weights=plan.weights, now=utcnow())
         hits: builtins.list[SearchHit] = []
         for cand, score, parts in scored:
             if threshold is not None:
@@ -609,6 +683,18 @@ class Memories:
                 break
         self._engine.access.record(self._org, [h.memory.id for h in hits])
         return hits
+
+
+@dataclass(frozen=True, slots=True)
+class _SearchPlan:
+    """A validated search: the store's part (``spec``) and what scoring its hits needs."""
+
+    spec: SearchSpec
+    mode: str
+    top_k: int
+    threshold: float | None
+    weights: Weights
+    explain: bool
 
 
 def _weights(value: Weights | Mapping[str, Any] | None) -> Weights:

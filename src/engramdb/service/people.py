@@ -12,7 +12,7 @@ from ..store.resources import AGENT_CONFIG, AGENTS, USERS, ResourceSpec
 from .engine import Engine
 from .resources import ResourceService, scope_where
 
-__all__ = ["Agents", "Users", "load_agent_config"]
+__all__ = ["Agents", "Users", "agent_config_known", "load_agent_config"]
 
 _USER_FIELDS = ("name", "username", "email", "avatar_url", "status", "timezone", "details",
                 "metadata")  # fmt: skip
@@ -180,6 +180,21 @@ def load_agent_config(engine: Engine, org: str, agent_id: str) -> AgentMemoryCon
         engine.config_cache.clear()  # bounded; a refill costs one read per agent
     engine.config_cache[key] = (now + ttl, cfg)
     return cfg
+
+
+def agent_config_known(engine: Engine, org: str, agent_id: str) -> bool:
+    """Whether :func:`load_agent_config` would answer from what it remembers, without a read
+    (an event loop's search asks first: ``Memories.search_async``)."""
+    if engine.settings.agent_config_cache_seconds <= 0:
+        return False
+    now = time.monotonic()
+    snap = engine.config_snapshots.get(org)
+    if snap is None or snap[0] <= now:
+        return False
+    if snap[1] is not None:
+        return True
+    hit = engine.config_cache.get((org, agent_id))
+    return hit is not None and hit[0] > now
 
 
 def _read_agent_config(engine: Engine, org: str, agent_id: str) -> AgentMemoryConfig | None:

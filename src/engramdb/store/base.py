@@ -236,4 +236,18 @@ class Store(SecurityStore, ResourceStore, Protocol):
 
     def search_memories(self, org: str, spec: SearchSpec) -> list[RawHit]: ...
 
+    # An event loop's path for searches (the server's hot search). ``search_memories_async``
+    # answers ``None`` whenever it cannot serve the search on the running loop without blocking;
+    # the caller then runs ``search_memories`` in a thread. Backends without an asynchronous
+    # driver (SQLite) always answer ``None`` and open nothing.
+
+    async def open_async(self) -> bool:
+        """Prepare the asynchronous path on the running loop (its connections belong to it);
+        ``True`` when this call opened it, and its caller is to close it."""
+        ...
+
+    async def close_async(self) -> None: ...
+
+    async def search_memories_async(self, org: str, spec: SearchSpec) -> list[RawHit] | None: ...
+
     def record_access(self, org: str, counts: Mapping[uuid.UUID, int], at: datetime) -> None: ...

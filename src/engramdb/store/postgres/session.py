@@ -16,14 +16,17 @@ state is unknown and everything is sent again (a failed transaction also undoes 
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from psycopg import sql
+
 from ...migrations.rls import ORG_SETTING
 
-__all__ = ["ORG_SETTING", "TRACKED", "Sessions"]
+__all__ = ["ORG_SETTING", "TRACKED", "Sessions", "pairs", "set_config_sql", "split_settings"]
 
 #: Settings kept at session level, sent when they change. Any other setting a statement needs
 #: (``synchronous_commit``, ``statement_timeout``) stays transaction-local.
@@ -82,3 +85,29 @@ class Sessions:
         state = self._states.get(conn)
         if state is not None:
             state.current = {}
+
+
+def split_settings(
+    org: str | None, local: Mapping[str, str] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """A statement's settings as (tracked ones, the tenant always among them; transaction-local
+    ones): what ``Sessions.changes`` is asked for, and what is sent with the statement anyway."""
+    wanted = {ORG_SETTING: org or ""}
+    txlocal: dict[str, str] = {}
+    for name, value in (local or {}).items():
+        (wanted if name in TRACKED else txlocal)[name] = value
+    return wanted, txlocal
+
+
+@functools.cache
+def set_config_sql(session: int, local: int) -> sql.SQL:
+    """``SELECT set_config(…)`` for ``session`` session-level then ``local`` transaction-local
+    settings (their names and values as parameters, in that order); rendered once per shape."""
+    calls = [sql.SQL("set_config(%s, %s, false)")] * session
+    calls += [sql.SQL("set_config(%s, %s, true)")] * local
+    return sql.SQL(sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)).as_string())
+
+
+def pairs(*settings: Mapping[str, str]) -> list[str]:
+    """The names and values of ``settings``, flat, as set_config_sql's parameters."""
+    return [x for group in settings for kv in group.items() for x in kv]

@@ -18,13 +18,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import RowFactory, dict_row, tuple_row
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import ConnectionPool
 
@@ -45,12 +46,13 @@ from ..base import (
     SearchSpec,
 )
 from ..security import AUDIT_FIELDS
+from .aio import AsyncSearches
 from .compile import ACCESS_EXPRESSIONS, access_expression, compile_query, compile_scope
 from .errors import translate_errors
 from .notify import KeyChangeListener
 from .resources import PostgresResources
 from .security import AUDIT_INSERT, SecurityMixin, audit_values
-from .session import ORG_SETTING, TRACKED, Sessions
+from .session import ORG_SETTING, TRACKED, Sessions, pairs, set_config_sql, split_settings
 
 __all__ = ["PostgresStore"]
 
@@ -125,6 +127,12 @@ _COLS = {(a, e): _compose_cols(a, e) for a in ("m",) for e in (False, True)}
 
 def _cols(alias: str, with_embedding: bool = False) -> sql.SQL:
     return _COLS.get((alias, with_embedding)) or _compose_cols(alias, with_embedding)
+
+
+#: Memory.model_validate without its Python wrapper (2 µs a row on a search's hot path).
+_memory_of = Memory.__pydantic_validator__.validate_python
+#: A search row's leading columns (_cols without the embedding): the memory's fields.
+_SEARCH_FIELDS = tuple(MEMORY_FIELDS)
 
 
 def _to_memory(row: Mapping[str, Any]) -> Memory:
@@ -205,19 +213,6 @@ def _insert_one_sql(named: tuple[bool, bool, bool], unique: bool, audited: bool)
     return _render(query)
 
 
-@functools.cache
-def _set_config_sql(session: int, local: int) -> sql.SQL:
-    """``SELECT set_config(…)`` for ``session`` session-level then ``local`` transaction-local
-    settings (their names and values as parameters, in that order)."""
-    calls = [sql.SQL("set_config(%s, %s, false)")] * session
-    calls += [sql.SQL("set_config(%s, %s, true)")] * local
-    return _render(sql.SQL("SELECT {}").format(sql.SQL(", ").join(calls)))
-
-
-def _pairs(*settings: Mapping[str, str]) -> list[str]:
-    return [x for group in settings for kv in group.items() for x in kv]
-
-
 def scaled_ef_search(
     base: int, rows: float, reference_rows: int | None, growth: float = 0.5
 ) -> int:
@@ -237,6 +232,19 @@ _TABLE_ROWS = sql.SQL(
     "SELECT greatest(c.reltuples, coalesce(s.n_live_tup, 0), 0)::float8 AS n FROM pg_class c "
     "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = 'memories'::regclass"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchStatement:
+    """A search's one statement (PostgresStore.search_statement) and how to send it."""
+
+    query: sql.SQL
+    params: list[Any]
+    #: Settings for this statement (session.split_settings sorts them).
+    local: dict[str, str]
+    prepare: bool
+    #: Set when the statement also counts its filter's rows: the key its choice is kept under.
+    probe_key: tuple[Any, ...] | None
 
 
 class _TtlCache:
@@ -291,6 +299,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
         self._table_rows = _TtlCache(max(settings.search_plan_cache_seconds, 1), size=1)
         #: What each pooled connection's session has set (tenant, search knobs): session.py.
         self._sessions = Sessions()
+        #: The asynchronous search path (aio.py), opened by open_async on the server's loop.
+        self._async = AsyncSearches(self, self._pool_max_size())
         #: API key change notices, started by the first watch_api_keys (the server's).
         self._listener: KeyChangeListener | None = None
         self._listener_lock = threading.Lock()
@@ -324,7 +334,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
         self._pool = ConnectionPool(
             self.url,
             min_size=s.pool_min_size,
-            max_size=s.pool_max_size or max(default_pool_size(), s.pool_min_size),
+            max_size=self._pool_max_size(),
             # Autocommit: explicit transactions come from _tx; a pipeline without one is a
             # single implicit transaction ending at its Sync (_round_trip).
             kwargs={"prepare_threshold": 2, "autocommit": True},
@@ -336,12 +346,42 @@ class PostgresStore(SecurityMixin, PostgresResources):
             self._pool.open(wait=True, timeout=30)
         return self
 
+    def _pool_max_size(self) -> int:
+        s = self.settings
+        return s.pool_max_size or max(default_pool_size(), s.pool_min_size)
+
+    async def open_async(self) -> bool:
+        """Open the asynchronous search path on the running loop (aio.py): the server's."""
+        return await self._async.open()
+
+    async def close_async(self) -> None:
+        await self._async.close()
+
+    async def search_memories_async(self, org: str, spec: SearchSpec) -> list[RawHit] | None:
+        """:meth:`search_memories` awaited on the loop that opened the asynchronous path, or
+        ``None`` when it cannot be served there without blocking (aio.py)."""
+        return await self._async.search(org, spec)
+
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         from pgvector.psycopg import register_vector
 
         register_vector(conn)
         # A memory row has two JSON columns; pydantic-core reads each about 5 µs faster.
         set_json_loads(loads_json, conn)
+        query, params, n = self.session_setup()
+        row = conn.execute(query, params).fetchone()
+        assert row is not None
+        if self.settings.app_role:
+            # The server works as a role that is neither superuser nor owner, so row-level
+            # security is really in force; migrations and DDL use connect_raw() (the owner).
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.app_role)))
+        conn.commit()
+        self._sessions.configured(conn, dict(zip(TRACKED, row[n:], strict=True)))
+
+    def session_setup(self) -> tuple[sql.Composed, list[str], int]:
+        """The statement configuring a new connection's session, its parameters, and where the
+        tracked settings' values start in its row (for ``Sessions.configured``); shared by this
+        pool and the asynchronous one (aio.py)."""
         s = self.settings
         # Session defaults: relaxed iterative scans keep filtered HNSW searches complete. No
         # parallel workers: engramdb's statements touch an index range or a bounded set of
@@ -361,23 +401,13 @@ class PostgresStore(SecurityMixin, PostgresResources):
             defaults["hnsw.scan_mem_multiplier"] = str(s.hnsw_scan_mem_multiplier)
         # The tracked settings' values as configured (the server's own for the planner's), which
         # a statement not naming them gets back (session.py).
-        row = conn.execute(
-            sql.SQL("SELECT {}").format(
-                sql.SQL(", ").join(
-                    [sql.SQL("set_config(%s, %s, false)") for _ in defaults]
-                    + [sql.SQL("current_setting(%s)") for _ in TRACKED]
-                )
-            ),
-            [*_pairs(defaults), *TRACKED],
-        ).fetchone()
-        assert row is not None
-        if s.app_role:
-            # The server works as a role that is neither superuser nor owner, so row-level
-            # security is really in force; migrations and DDL use connect_raw() (the owner).
-            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(s.app_role)))
-        conn.commit()
-        configured = row[len(defaults) :]
-        self._sessions.configured(conn, dict(zip(TRACKED, configured, strict=True)))
+        query = sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(
+                [sql.SQL("set_config(%s, %s, false)") for _ in defaults]
+                + [sql.SQL("current_setting(%s)") for _ in TRACKED]
+            )
+        )
+        return query, [*pairs(defaults), *TRACKED], len(defaults)
 
     def _check_server(self) -> None:
         with self.connect_raw() as conn:
@@ -411,6 +441,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
             listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+        if self._async.is_open:  # close_async was not awaited: close its sockets at least
+            self._async.abandon()
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -438,7 +470,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
             try:
                 with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                     if send:
-                        cur.execute(_set_config_sql(len(send), 0), _pairs(send))
+                        cur.execute(set_config_sql(len(send), 0), pairs(send))
                     yield cur
             except BaseException:
                 self._sessions.forget(conn)
@@ -453,7 +485,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
         local: Mapping[str, str] | None = None,
         *,
         prepare: bool | None = None,
-    ) -> list[dict[str, Any]]:
+        row_factory: RowFactory[Any] = dict_row,
+    ) -> list[Any]:
         """One statement and the settings it needs (``local``; the tenant always) in ONE round
         trip, in one implicit transaction on an autocommit connection.
 
@@ -464,20 +497,16 @@ class PostgresStore(SecurityMixin, PostgresResources):
         without BEGIN and COMMIT round trips; when nothing is, the statement goes alone.
         ``prepare``: psycopg's choice (prepared once run ``prepare_threshold`` times) if ``None``;
         ``False`` sends an unnamed statement, which PostgreSQL always plans for its values.
+        Rows are dicts unless ``row_factory`` says otherwise (tuples cost 5 µs less a row).
         """
-        wanted = {ORG_SETTING: org or ""}
-        txlocal: dict[str, str] = {}
-        for name, value in (local or {}).items():
-            (wanted if name in TRACKED else txlocal)[name] = value
+        wanted, txlocal = split_settings(org, local)
         with translate_errors(), self.pool.connection() as conn:
             send = self._sessions.changes(conn, wanted)
-            cur = conn.cursor(row_factory=dict_row)
+            cur = conn.cursor(row_factory=row_factory)
             try:
                 if send or txlocal:
                     with conn.pipeline():
-                        conn.execute(
-                            _set_config_sql(len(send), len(txlocal)), _pairs(send, txlocal)
-                        )
+                        conn.execute(set_config_sql(len(send), len(txlocal)), pairs(send, txlocal))
                         cur.execute(query, params, prepare=prepare)
                 else:
                     cur.execute(query, params, prepare=prepare)
@@ -567,6 +596,10 @@ class PostgresStore(SecurityMixin, PostgresResources):
             )
             row = cur.fetchone()
         return None if row is None else str(row["typname"])
+
+    def index_known(self, dimensions: int, metric: str) -> bool:
+        """Whether :meth:`_index_type` answers without a round trip."""
+        return (dimensions, metric) in self._spaces
 
     def _index_type(self, dimensions: int, metric: str) -> str | None:
         """Like :meth:`_lookup_index`, remembered once an index is known (searches ask often)."""
@@ -1025,6 +1058,11 @@ class PostgresStore(SecurityMixin, PostgresResources):
 
     # -- memories: search -----------------------------------------------------------------------
 
+    def known_table_rows(self) -> float | None:
+        """What :meth:`_memories_rows` remembers, without reading it when it does not."""
+        rows = self._table_rows.get("memories")
+        return None if rows is None else float(rows)
+
     def _memories_rows(self) -> float:
         """Rows in the memories table (all organizations share its HNSW graphs), from the
         statistics; read at most once per ``search_plan_cache_seconds``."""
@@ -1053,6 +1091,25 @@ class PostgresStore(SecurityMixin, PostgresResources):
         key). The lists are glued with ``UNION ALL``; a memory in both comes twice and is merged
         here.
         """
+        statement = self.search_statement(org, spec, self._memories_rows)
+        if statement is None:
+            return []
+        rows = self._round_trip(
+            org,
+            statement.query,
+            statement.params,
+            statement.local,
+            prepare=statement.prepare,
+            row_factory=tuple_row,
+        )
+        return self.search_hits(statement, rows)
+
+    def search_statement(
+        self, org: str, spec: SearchSpec, table_rows: Callable[[], float]
+    ) -> SearchStatement | None:
+        """The statement of :meth:`search_memories` (``None``: nothing to search), given where
+        the table's size comes from (read only for a graph walk); shared with aio.py. The
+        vector space's index must be known when a vector is searched (``_index_type``)."""
         now = utcnow()
         # The statement is assembled as text around the rendered filter: psycopg's composition
         # of the whole statement cost a quarter of a search's client CPU.
@@ -1144,7 +1201,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
                         else (s.hnsw_ef_search, s.hnsw_ef_search_growth)
                     )
                     ef = scaled_ef_search(
-                        base, self._memories_rows(), s.hnsw_ef_search_reference_rows, growth
+                        base, table_rows(), s.hnsw_ef_search_reference_rows, growth
                     )
                 local["hnsw.ef_search"] = str(ef)
                 # The choice of the graph is made here, not by the planner: without statistics
@@ -1166,7 +1223,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
             )
             params.extend([*tparams, spec.limit, org])
         if not parts:
-            return []
+            return None
         if probe_key is None and not spec.text and spec.embedding is not None:
             # A vector list alone, once its kind is chosen, has one sound plan whatever the
             # values, so it is planned once per connection and filter shape: the exact list's
@@ -1177,27 +1234,37 @@ class PostgresStore(SecurityMixin, PostgresResources):
             # took ~0.3 ms of a 3 ms unfiltered one. Text lists stay planned for their words: how
             # many rows a word matches decides between its GIN index and the scope's B-trees.
             local["plan_cache_mode"] = "force_generic_plan"
-        rows = self._round_trip(
-            org,
-            sql.SQL(cte + " UNION ALL ".join(parts)),
-            params,
-            local,
+        return SearchStatement(
+            query=sql.SQL(cte + " UNION ALL ".join(parts)),
+            params=params,
+            local=local,
             # The probe runs once per filter: not worth a prepared statement on every connection.
             prepare=probe_key is None,
+            probe_key=probe_key,
         )
+
+    def search_hits(
+        self, statement: SearchStatement, rows: Sequence[tuple[Any, ...]]
+    ) -> list[RawHit]:
+        """What :meth:`search_statement`'s statement returned (rows as tuples, in the order of
+        its columns: MEMORY_FIELDS, _dist, _rank, _exact), as hits; remembers the plan a probe
+        chose."""
+        probe_key = statement.probe_key
         if probe_key is not None and rows:
-            decided = next((r["_exact"] for r in rows if r["_exact"] is not None), None)
+            decided = next((r[-1] for r in rows if r[-1] is not None), None)
             if decided is not None:
                 self._plans.put(probe_key, bool(decided))
         hits: dict[uuid.UUID, RawHit] = {}
+        fields = _SEARCH_FIELDS
         for r in rows:
-            seen = hits.get(r["id"])
-            dist = None if r["_dist"] is None else float(r["_dist"])
-            rank = None if r["_rank"] is None else float(r["_rank"])
+            dist = None if r[-3] is None else float(r[-3])
+            rank = None if r[-2] is None else float(r[-2])
+            seen = hits.get(r[0])
             if seen is None:
-                hits[r["id"]] = RawHit(memory=_to_memory(r), distance=dist, text_rank=rank)
+                memory = _memory_of(dict(zip(fields, r, strict=False)))
+                hits[r[0]] = RawHit(memory=memory, distance=dist, text_rank=rank)
             else:  # found by both lists
-                hits[r["id"]] = RawHit(
+                hits[r[0]] = RawHit(
                     memory=seen.memory,
                     distance=seen.distance if dist is None else dist,
                     text_rank=seen.text_rank if rank is None else rank,

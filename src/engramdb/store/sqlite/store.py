@@ -497,6 +497,18 @@ class SQLiteStore(SQLiteSecurity, SQLiteResources):
 
     # -- memories: search -----------------------------------------------------------------------
 
+    # No asynchronous path: sqlite3 is synchronous, so a search on an event loop runs
+    # search_memories in a thread (the Store protocol's rule for ``None``).
+
+    async def open_async(self) -> bool:
+        return False
+
+    async def close_async(self) -> None:
+        return None
+
+    async def search_memories_async(self, org: str, spec: SearchSpec) -> list[RawHit] | None:
+        return None
+
     def search_memories(self, org: str, spec: SearchSpec) -> list[RawHit]:
         now = utcnow()
         dist: dict[int, float] = {}

@@ -1,0 +1,158 @@
+"""A search's statement awaited on an event loop: the server's hot search, without a thread.
+
+The library's search is synchronous, so the server ran each one in a worker thread, and the
+hop into the thread and back cost about 0.1 to 0.2 ms of a search over HTTP on the benchmark
+machine (2 cores). Here the statement goes through an asynchronous connection instead, and the
+event loop waits on its socket as on any other I/O: the same statement, sent and decoded by the
+same code as the synchronous path (``PostgresStore.search_statement`` and ``search_hits``),
+with the same session tracking (session.py), on connections configured the same way.
+
+Asynchronous connections belong to the loop that made them, so this pool is opened on one loop
+(the server's, when it starts serving) and closed there (when it stops). ``search`` answers
+``None``, and the caller runs the synchronous search in a thread, whenever this path cannot
+serve a search without blocking or without that loop: the pool is not open, the running loop
+is another one, or the statement needs something the store has not read yet (the vector
+space's index, the table's size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import tuple_row
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from ...models.common import loads_json
+from ..base import RawHit, SearchSpec
+from .errors import translate_errors
+from .session import TRACKED, pairs, set_config_sql, split_settings
+
+if TYPE_CHECKING:
+    from .store import PostgresStore
+
+__all__ = ["AsyncSearches"]
+
+
+class AsyncSearches:
+    """The PostgreSQL store's asynchronous search path (see the module's docstring)."""
+
+    def __init__(self, store: PostgresStore, max_size: int) -> None:
+        self._store = store
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Every connection configured, so a store closed without ``close`` still closes them.
+        self._connections: weakref.WeakSet[AsyncConnection[Any]] = weakref.WeakSet()
+        #: Searches served here rather than in a thread (read by the tests).
+        self.served = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    async def open(self) -> bool:
+        """Open the pool on the running loop; ``False`` if it was open already (on this loop or
+        another: one loop at a time), and whoever opened it closes it."""
+        if self._pool is not None:
+            return False
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            self._store.url,
+            min_size=1,
+            max_size=self._max_size,
+            # As the synchronous pool: autocommit, each statement its own implicit transaction.
+            kwargs={"prepare_threshold": 2, "autocommit": True},
+            configure=self._configure,
+            name="engramdb-async",
+            open=False,
+        )
+        with translate_errors():
+            await pool.open(wait=True, timeout=30)
+        self._pool, self._loop = pool, asyncio.get_running_loop()
+        return True
+
+    async def close(self) -> None:
+        pool, self._pool, self._loop = self._pool, None, None
+        if pool is not None:
+            await pool.close()
+
+    def abandon(self) -> None:
+        """Close the connections from synchronous code (the store closing while the pool is
+        still open, its loop perhaps gone): each one's socket, without its loop."""
+        self._pool, self._loop = None, None
+        for conn in list(self._connections):
+            if not conn.closed:
+                conn.pgconn.finish()
+
+    async def _configure(self, conn: AsyncConnection[Any]) -> None:
+        from pgvector.psycopg import register_vector_async
+
+        await register_vector_async(conn)
+        set_json_loads(loads_json, conn)
+        query, params, n = self._store.session_setup()
+        cur = await conn.execute(query, params)
+        row = await cur.fetchone()
+        assert row is not None
+        role = self._store.settings.app_role
+        if role:  # as PostgresStore._configure: the application role, row-level security on
+            await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        self._store._sessions.configured(conn, dict(zip(TRACKED, row[n:], strict=True)))
+        self._connections.add(conn)
+
+    async def search(self, org: str, spec: SearchSpec) -> list[RawHit] | None:
+        """``PostgresStore.search_memories`` on the running loop, or ``None`` when it cannot be
+        done here (see the module's docstring)."""
+        if self._pool is None or asyncio.get_running_loop() is not self._loop:
+            return None
+        store = self._store
+        if spec.embedding is not None and not store.index_known(len(spec.embedding), spec.metric):
+            return None
+        table_rows = store.known_table_rows()
+        if table_rows is None:
+            return None
+        statement = store.search_statement(org, spec, lambda: table_rows)
+        if statement is None:
+            return []
+        rows = await self._round_trip(
+            org, statement.query, statement.params, statement.local, prepare=statement.prepare
+        )
+        self.served += 1
+        return store.search_hits(statement, rows)
+
+    async def _round_trip(
+        self,
+        org: str,
+        query: sql.SQL,
+        params: Sequence[Any],
+        local: Mapping[str, str],
+        *,
+        prepare: bool,
+    ) -> list[tuple[Any, ...]]:
+        """``PostgresStore._round_trip`` on an asynchronous connection (rows as tuples)."""
+        assert self._pool is not None
+        sessions = self._store._sessions
+        wanted, txlocal = split_settings(org, local)
+        with translate_errors():
+            async with self._pool.connection() as conn:
+                send = sessions.changes(conn, wanted)
+                cur = conn.cursor(row_factory=tuple_row)
+                try:
+                    if send or txlocal:
+                        async with conn.pipeline():
+                            await conn.execute(
+                                set_config_sql(len(send), len(txlocal)), pairs(send, txlocal)
+                            )
+                            await cur.execute(query, params, prepare=prepare)
+                    else:
+                        await cur.execute(query, params, prepare=prepare)
+                    res = cur.pgresult
+                    rows = await cur.fetchall() if res is not None and res.nfields else []
+                except BaseException:
+                    sessions.forget(conn)
+                    raise
+                sessions.committed(conn, send)
+                return rows
