@@ -6,6 +6,9 @@ serves ``POST /v1/memories/search`` and ``POST /v1/memories`` itself when the re
 common case: a JSON body that validates, and an API key the server remembers (see
 ``service.key_cache``). It runs the same code as the FastAPI routes (``routes.memories.search``
 and ``create``, the same scope check, the same error rendering), so the response is the same.
+A search is awaited on the event loop (``routes.memories.search``: the library's
+``search_async``, whose statement goes through the store's asynchronous connections when the
+server opened them at start); an add runs in a worker thread.
 
 Everything else goes on to FastAPI untouched, with the body replayed: other routes, JWTs, keys
 looked up in the database, bodies that are not JSON or do not validate (FastAPI reports those
@@ -59,7 +62,7 @@ async def _search(
     state: ServerState, _ctx: RequestContext, principal: Principal, body: Any
 ) -> Response:
     # On the loop: the search itself moves whatever may block into a thread (search_async).
-    return await memories.search_async(state, principal, body)
+    return await memories.search(state, principal, body)
 
 
 def _create(state: ServerState, ctx: RequestContext, principal: Principal, body: Any) -> Response:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from ...models import Memory, SearchHit
+from ...models import Memory
 from ...models.security import AuditEntry
 from ...service.memories import Memories
 from ..auth import context_of, require, state_of
@@ -123,31 +123,18 @@ def list_memories(
 
 
 @router.post("/search", response_model=SearchResults, summary="Recall by meaning, words or both")
-def search_memories(request: Request, body: SearchBody, principal: Reader) -> Any:
-    return search(state_of(request), principal, body)
+async def search_memories(request: Request, body: SearchBody, principal: Reader) -> Any:
+    return await search(state_of(request), principal, body)
 
 
-def search(state: ServerState, principal: Principal, body: SearchBody) -> Response:
-    """``POST /v1/memories/search``, for the route above."""
-    fields = body.model_dump(exclude_unset=True)
-    start = time.perf_counter()
-    hits = state.view(principal.organization, principal.actor).memories.search(**fields)
-    return _search_results(state, fields, start, hits)
-
-
-async def search_async(state: ServerState, principal: Principal, body: SearchBody) -> Response:
-    """The same, on the event loop (``server.hot``): the library's search_async never blocks
-    it, and awaits the statement there when the store can."""
+async def search(state: ServerState, principal: Principal, body: SearchBody) -> Response:
+    """``POST /v1/memories/search``, for the route above and for ``server.hot``; on the event
+    loop: the library's search_async never blocks it, and awaits the statement there when the
+    store can (its asynchronous connections, opened by the server's start)."""
     fields = body.model_dump(exclude_unset=True)
     start = time.perf_counter()
     memories = state.view(principal.organization, principal.actor).memories
     hits = await memories.search_async(**fields)
-    return _search_results(state, fields, start, hits)
-
-
-def _search_results(
-    state: ServerState, fields: dict[str, Any], start: float, hits: list[SearchHit]
-) -> Response:
     state.metrics.search_latency.labels(str(fields.get("mode", "hybrid"))).observe(
         time.perf_counter() - start
     )
