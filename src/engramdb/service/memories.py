@@ -643,27 +643,29 @@ class Memories:
         counted."""
         mode, top_k, threshold, explain = plan.mode, plan.top_k, plan.threshold, plan.explain
         metric = self._engine.settings.metric
-        by_id = {h.memory.id: h for h in raw}
-        vec_order = sorted(
-            (h for h in raw if h.distance is not None), key=lambda h: h.distance or 0.0
+        # Candidates are keyed by their place in ``raw`` (the store returns each memory once):
+        # keying them by id hashed each UUID five times a hit, in Python.
+        cands = [
+            Candidate(i, created_at=h.memory.created_at, importance=h.memory.importance)
+            for i, h in enumerate(raw)
+        ]
+        in_vector = sorted(
+            (i for i, h in enumerate(raw) if h.distance is not None),
+            key=lambda i: raw[i].distance or 0.0,
         )
-        txt_order = sorted(
-            (h for h in raw if h.text_rank is not None), key=lambda h: -(h.text_rank or 0.0)
+        in_text = sorted(
+            (i for i, h in enumerate(raw) if h.text_rank is not None),
+            key=lambda i: -(raw[i].text_rank or 0.0),
         )
-        cands: dict[uuid.UUID, Candidate] = {
-            h.memory.id: Candidate(h.memory.id, created_at=h.memory.created_at,
-                                   importance=h.memory.importance)
-            for h in raw
-        }  # fmt: skip
-        for rank, h in enumerate(vec_order, start=1):
-            c = cands[h.memory.id]
+        for rank, i in enumerate(in_vector, start=1):
+            c = cands[i]
             c.vector_rank = rank
-            c.vector_similarity = distance_to_similarity(h.distance or 0.0, metric)
-        for rank, h in enumerate(txt_order, start=1):
-            c = cands[h.memory.id]
+            c.vector_similarity = distance_to_similarity(raw[i].distance or 0.0, metric)
+        for rank, i in enumerate(in_text, start=1):
+            c = cands[i]
             c.text_rank = rank
-            c.text_score = text_rank_to_score(h.text_rank or 0.0)
-        scored = fuse(list(cands.values()), mode=mode, weights=plan.weights, now=utcnow())
+            c.text_score = text_rank_to_score(raw[i].text_rank or 0.0)
+        scored = fuse(cands, mode=mode, weights=plan.weights, now=utcnow())
         hits: builtins.list[SearchHit] = []
         for cand, score, parts in scored:
             if threshold is not None:
@@ -677,8 +679,8 @@ class Memories:
                     parts["vector_rank"] = float(cand.vector_rank)
                 if cand.text_rank is not None:
                     parts["text_rank"] = float(cand.text_rank)
-            assert isinstance(cand.key, uuid.UUID)
-            hits.append(SearchHit(memory=by_id[cand.key].memory, score=score, scores=parts))
+            assert isinstance(cand.key, int)
+            hits.append(SearchHit(memory=raw[cand.key].memory, score=score, scores=parts))
             if len(hits) == top_k:
                 break
         self._engine.access.record(self._org, [h.memory.id for h in hits])

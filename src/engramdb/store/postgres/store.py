@@ -245,6 +245,8 @@ class SearchStatement:
     prepare: bool
     #: Set when the statement also counts its filter's rows: the key its choice is kept under.
     probe_key: tuple[Any, ...] | None
+    #: Both a vector and a text list: a memory in both comes twice, to be merged.
+    merge: bool = False
 
 
 class _TtlCache:
@@ -1241,6 +1243,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
             # The probe runs once per filter: not worth a prepared statement on every connection.
             prepare=probe_key is None,
             probe_key=probe_key,
+            merge=bool(spec.text) and spec.embedding is not None,
         )
 
     def search_hits(
@@ -1254,8 +1257,17 @@ class PostgresStore(SecurityMixin, PostgresResources):
             decided = next((r[-1] for r in rows if r[-1] is not None), None)
             if decided is not None:
                 self._plans.put(probe_key, bool(decided))
-        hits: dict[uuid.UUID, RawHit] = {}
         fields = _SEARCH_FIELDS
+        if not statement.merge:  # one list: every row is another memory
+            return [
+                RawHit(
+                    memory=_memory_of(dict(zip(fields, r, strict=False))),
+                    distance=None if r[-3] is None else float(r[-3]),
+                    text_rank=None if r[-2] is None else float(r[-2]),
+                )
+                for r in rows
+            ]
+        hits: dict[uuid.UUID, RawHit] = {}
         for r in rows:
             dist = None if r[-3] is None else float(r[-3])
             rank = None if r[-2] is None else float(r[-2])
