@@ -70,8 +70,12 @@ class AsyncSearches:
             name="engramdb-async",
             open=False,
         )
-        with translate_errors():
-            await pool.open(wait=True, timeout=30)
+        try:
+            with translate_errors():
+                await pool.open(wait=True, timeout=30)
+        except BaseException:
+            await pool.close()  # its workers and any connection made before the failure
+            raise
         self._pool, self._loop = pool, asyncio.get_running_loop()
         return True
 
