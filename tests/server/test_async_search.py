@@ -5,12 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 from fastapi import FastAPI
 
 from engramdb import connect
 from engramdb.store.postgres import PostgresStore
 
 from .live import TEST_DIMENSIONS, LiveServer
+
+
+def _metrics(url: str) -> dict[str, float]:
+    text = httpx.get(url + "/metrics").text
+    return {
+        name: float(value)
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+        for name, _, value in [line.rpartition(" ")]
+    }
 
 
 def _vector(seed: int) -> list[float]:
@@ -57,6 +68,11 @@ def test_hot_searches_run_on_the_loop_and_each_tenant_sees_its_own(
                     assert all(h.memory.content.startswith(f"{org} ") for h in hits)
                     assert {h.memory.user_id for h in hits} == {f"u{i % 2}"}
             assert store._async.served == served + 24
+            # The metrics show the asynchronous pool and the searches it served.
+            metrics = _metrics(server.url)
+            assert metrics["engramdb_searches_on_loop_total"] == store._async.served
+            assert metrics['engramdb_async_pool_connections{state="size"}'] >= 1
+            assert metrics['engramdb_pool_connections{state="size"}'] >= 1
         finally:
             for client in clients.values():
                 client.close()

@@ -47,19 +47,48 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.async_pool = Gauge(
+            "engramdb_async_pool_connections",
+            "Connections of the asynchronous pool for hot searches, by state.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.searches_on_loop = Counter(
+            "engramdb_searches_on_loop",
+            "Searches whose statement was awaited on the event loop (the rest ran in a thread).",
+            registry=self.registry,
+        )
+        self._on_loop_seen = 0
         self.usage_pending = Gauge(
             "engramdb_usage_events_pending",
             "Usage events waiting to be written.",
             registry=self.registry,
         )
 
-    def render(self, pool_stats: dict[str, Any] | None, usage_pending: int) -> bytes:
-        if pool_stats:
-            size = int(pool_stats.get("pool_size", 0))
-            available = int(pool_stats.get("pool_available", 0))
-            self.pool.labels("size").set(size)
-            self.pool.labels("available").set(available)
-            self.pool.labels("in_use").set(max(0, size - available))
-            self.pool.labels("waiting").set(int(pool_stats.get("requests_waiting", 0)))
+    def render(
+        self,
+        pool_stats: dict[str, Any] | None,
+        usage_pending: int,
+        async_pool_stats: dict[str, Any] | None = None,
+        searches_on_loop: int | None = None,
+    ) -> bytes:
+        _set_pool(self.pool, pool_stats)
+        _set_pool(self.async_pool, async_pool_stats)
+        if searches_on_loop is not None and searches_on_loop > self._on_loop_seen:
+            # The store counts; the counter follows it from one scrape to the next.
+            self.searches_on_loop.inc(searches_on_loop - self._on_loop_seen)
+            self._on_loop_seen = searches_on_loop
         self.usage_pending.set(usage_pending)
         return bytes(generate_latest(self.registry))
+
+
+def _set_pool(gauge: Gauge, stats: dict[str, Any] | None) -> None:
+    """psycopg_pool's statistics as ``size``, ``available``, ``in_use`` and ``waiting``."""
+    if not stats:
+        return
+    size = int(stats.get("pool_size", 0))
+    available = int(stats.get("pool_available", 0))
+    gauge.labels("size").set(size)
+    gauge.labels("available").set(available)
+    gauge.labels("in_use").set(max(0, size - available))
+    gauge.labels("waiting").set(int(stats.get("requests_waiting", 0)))

@@ -128,6 +128,15 @@ class ServerState:
         except Exception:  # a closed pool has no stats; metrics must not fail for it
             return None
 
+    def async_stats(self) -> tuple[dict[str, Any] | None, int | None]:
+        """The store's asynchronous search path: its pool's statistics and the searches it
+        served (``None, None`` for a store without one)."""
+        stats = getattr(self.engram.engine.store, "async_stats", None)
+        if stats is None:
+            return None, None
+        pool, served = stats()
+        return pool, served
+
     async def start(self) -> None:
         """On the server's event loop, before the first request: the store's asynchronous
         search path (hot searches then await their statement on this loop; server.hot)."""

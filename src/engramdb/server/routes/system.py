@@ -49,7 +49,8 @@ def readyz(request: Request) -> Any:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     state = state_of(request)
-    body = state.metrics.render(state.pool_stats(), state.usage.pending)
+    async_pool, on_loop = state.async_stats()
+    body = state.metrics.render(state.pool_stats(), state.usage.pending, async_pool, on_loop)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

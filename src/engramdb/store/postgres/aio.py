@@ -55,6 +55,11 @@ class AsyncSearches:
     def is_open(self) -> bool:
         return self._pool is not None
 
+    def stats(self) -> dict[str, int] | None:
+        """The pool's statistics (psycopg_pool's ``get_stats``), ``None`` while closed."""
+        pool = self._pool
+        return None if pool is None else dict(pool.get_stats())
+
     async def open(self) -> bool:
         """Open the pool on the running loop; ``False`` if it was open already (on this loop or
         another: one loop at a time), and whoever opened it closes it."""

@@ -359,6 +359,11 @@ class PostgresStore(SecurityMixin, PostgresResources):
     async def close_async(self) -> None:
         await self._async.close()
 
+    def async_stats(self) -> tuple[dict[str, int] | None, int]:
+        """The asynchronous pool's statistics (``None`` while closed) and how many searches it
+        served, for the server's metrics."""
+        return self._async.stats(), self._async.served
+
     async def search_memories_async(self, org: str, spec: SearchSpec) -> list[RawHit] | None:
         """:meth:`search_memories` awaited on the loop that opened the asynchronous path, or
         ``None`` when it cannot be served there without blocking (aio.py)."""
