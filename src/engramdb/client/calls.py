@@ -125,8 +125,7 @@ class MemoryCalls:
     """``db.memories`` over HTTP: the same methods and arguments as the in-process library."""
 
     def add(self, content: str, **fields: Any) -> Call:
-        return Call("POST", "/v1/memories", Memory.model_validate,
-                    json={"content": content, **_drop_none(fields)},
+        return Call("POST", "/v1/memories", json={"content": content, **_drop_none(fields)},
                     parse_json=Memory.model_validate_json)  # fmt: skip
 
     def add_many(self, items: Iterable[Any], *, embed_batch_size: int | None = None) -> Call:
@@ -169,9 +168,7 @@ class MemoryCalls:
         body = _drop_none(options)
         if query is not None:
             body["query"] = query
-        return Call("POST", "/v1/memories/search",
-                    lambda b: [SearchHit.model_validate(h) for h in b["results"]], json=body,
-                    parse_json=_search_hits)  # fmt: skip
+        return Call("POST", "/v1/memories/search", json=body, parse_json=_search_hits)
 
 
 class NamedCalls:

@@ -132,10 +132,7 @@ class ServerState:
         """The store's asynchronous search path: its pool's statistics and the searches it
         served (``None, None`` for a store without one)."""
         stats = getattr(self.engram.engine.store, "async_stats", None)
-        if stats is None:
-            return None, None
-        pool, served = stats()
-        return pool, served
+        return (None, None) if stats is None else stats()
 
     async def start(self) -> None:
         """On the server's event loop, before the first request: the store's asynchronous

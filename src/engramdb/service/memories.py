@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextvars
-import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -542,20 +540,17 @@ class Memories:
         blocks. Validation and scoring run on the loop; the statement is awaited there when the
         store has its asynchronous path open on this loop (PostgreSQL, in the server:
         ``Store.open_async``); anything that may block -- an agent's configuration not yet
-        read, a text query to embed, a store without that path -- runs in the loop's default
-        executor, with the caller's context (as the metered embedder needs).
+        read, a text query to embed, a store without that path -- runs in a thread
+        (``asyncio.to_thread``: the loop's default executor, with the caller's context, as the
+        metered embedder needs).
         """
-        loop = asyncio.get_running_loop()
         plan = self._plan_search(query, may_block=False, **options)
         if plan is None:
-            call = functools.partial(self.search, query, **options)
-            return await loop.run_in_executor(None, contextvars.copy_context().run, call)
+            return await asyncio.to_thread(self.search, query, **options)
         store = self._engine.store
         raw = await store.search_memories_async(self._org, plan.spec)
         if raw is None:
-            raw = await loop.run_in_executor(
-                None, contextvars.copy_context().run, store.search_memories, self._org, plan.spec
-            )
+            raw = await asyncio.to_thread(store.search_memories, self._org, plan.spec)
         return self._hits(plan, raw)
 
     def _plan_search(

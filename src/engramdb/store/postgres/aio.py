@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from ...models.common import loads_json
 from ..base import RawHit, SearchSpec
 from .errors import translate_errors
-from .session import TRACKED, pairs, set_config_sql, split_settings
+from .session import Sessions, pairs, set_config_sql, split_settings
 
 if TYPE_CHECKING:
     from .store import PostgresStore
@@ -41,8 +41,9 @@ __all__ = ["AsyncSearches"]
 class AsyncSearches:
     """The PostgreSQL store's asynchronous search path (see the module's docstring)."""
 
-    def __init__(self, store: PostgresStore, max_size: int) -> None:
+    def __init__(self, store: PostgresStore, sessions: Sessions, max_size: int) -> None:
         self._store = store
+        self._sessions = sessions
         self._max_size = max_size
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,14 +103,13 @@ class AsyncSearches:
 
         await register_vector_async(conn)
         set_json_loads(loads_json, conn)
-        query, params, n = self._store.session_setup()
+        query, params, role = self._store.session_setup()
         cur = await conn.execute(query, params)
         row = await cur.fetchone()
         assert row is not None
-        role = self._store.settings.app_role
-        if role:  # as PostgresStore._configure: the application role, row-level security on
-            await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-        self._store._sessions.configured(conn, dict(zip(TRACKED, row[n:], strict=True)))
+        if role is not None:
+            await conn.execute(role)
+        self._store.session_configured(conn, row)
         self._connections.add(conn)
 
     async def search(self, org: str, spec: SearchSpec) -> list[RawHit] | None:
@@ -143,7 +143,7 @@ class AsyncSearches:
     ) -> list[tuple[Any, ...]]:
         """``PostgresStore._round_trip`` on an asynchronous connection (rows as tuples)."""
         assert self._pool is not None
-        sessions = self._store._sessions
+        sessions = self._sessions
         wanted, txlocal = split_settings(org, local)
         with translate_errors():
             async with self._pool.connection() as conn:

@@ -131,8 +131,6 @@ def _cols(alias: str, with_embedding: bool = False) -> sql.SQL:
 
 #: Memory.model_validate without its Python wrapper (2 µs a row on a search's hot path).
 _memory_of = Memory.__pydantic_validator__.validate_python
-#: A search row's leading columns (_cols without the embedding): the memory's fields.
-_SEARCH_FIELDS = tuple(MEMORY_FIELDS)
 
 
 def _to_memory(row: Mapping[str, Any]) -> Memory:
@@ -302,7 +300,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
         #: What each pooled connection's session has set (tenant, search knobs): session.py.
         self._sessions = Sessions()
         #: The asynchronous search path (aio.py), opened by open_async on the server's loop.
-        self._async = AsyncSearches(self, self._pool_max_size())
+        self._async = AsyncSearches(self, self._sessions, self._pool_max_size())
         #: API key change notices, started by the first watch_api_keys (the server's).
         self._listener: KeyChangeListener | None = None
         self._listener_lock = threading.Lock()
@@ -375,20 +373,24 @@ class PostgresStore(SecurityMixin, PostgresResources):
         register_vector(conn)
         # A memory row has two JSON columns; pydantic-core reads each about 5 µs faster.
         set_json_loads(loads_json, conn)
-        query, params, n = self.session_setup()
+        query, params, role = self.session_setup()
         row = conn.execute(query, params).fetchone()
         assert row is not None
-        if self.settings.app_role:
-            # The server works as a role that is neither superuser nor owner, so row-level
-            # security is really in force; migrations and DDL use connect_raw() (the owner).
-            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.settings.app_role)))
+        if role is not None:
+            conn.execute(role)
         conn.commit()
-        self._sessions.configured(conn, dict(zip(TRACKED, row[n:], strict=True)))
+        self.session_configured(conn, row)
 
-    def session_setup(self) -> tuple[sql.Composed, list[str], int]:
-        """The statement configuring a new connection's session, its parameters, and where the
-        tracked settings' values start in its row (for ``Sessions.configured``); shared by this
-        pool and the asynchronous one (aio.py)."""
+    def session_configured(self, conn: Any, row: Sequence[Any]) -> None:
+        """``conn`` ran :meth:`session_setup`'s statement, which answered ``row``."""
+        self._sessions.configured(conn, dict(zip(TRACKED, row[-len(TRACKED) :], strict=True)))
+
+    def session_setup(self) -> tuple[sql.Composed, list[str], sql.Composed | None]:
+        """How a new connection is configured, for this pool and the asynchronous one (aio.py):
+        the statement setting its session defaults and answering the tracked settings' values
+        (for :meth:`session_configured`), its parameters, and the ``SET ROLE`` to run next, if
+        any. The server works as a role that is neither superuser nor owner, so row-level
+        security is really in force; migrations and DDL use connect_raw() (the owner)."""
         s = self.settings
         # Session defaults: relaxed iterative scans keep filtered HNSW searches complete. No
         # parallel workers: engramdb's statements touch an index range or a bounded set of
@@ -414,7 +416,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 + [sql.SQL("current_setting(%s)") for _ in TRACKED]
             )
         )
-        return query, [*pairs(defaults), *TRACKED], len(defaults)
+        role = sql.SQL("SET ROLE {}").format(sql.Identifier(s.app_role)) if s.app_role else None
+        return query, [*pairs(defaults), *TRACKED], role
 
     def _check_server(self) -> None:
         with self.connect_raw() as conn:
@@ -1073,7 +1076,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
     def _memories_rows(self) -> float:
         """Rows in the memories table (all organizations share its HNSW graphs), from the
         statistics; read at most once per ``search_plan_cache_seconds``."""
-        rows = self._table_rows.get("memories")
+        rows = self.known_table_rows()
         if rows is None:
             found = self._round_trip(None, _TABLE_ROWS, [])
             rows = float(found[0]["n"]) if found else 0.0
@@ -1262,7 +1265,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
             decided = next((r[-1] for r in rows if r[-1] is not None), None)
             if decided is not None:
                 self._plans.put(probe_key, bool(decided))
-        fields = _SEARCH_FIELDS
+        fields = MEMORY_FIELDS  # a row's leading columns (_cols without the embedding)
         if not statement.merge:  # one list: every row is another memory
             return [
                 RawHit(
