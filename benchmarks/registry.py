@@ -301,6 +301,13 @@ class Context:
             self._databases.append(db)
         return self.server.create_database(db)
 
+    def quiesce(self) -> None:
+        """Let background work left by what ran before finish (PgServer.quiesce) before a
+        timed phase; says so when there was some."""
+        waited = self.server.quiesce()
+        if waited >= 0.1:
+            self.log(f"waited {waited:.1f}s for autovacuum to finish")
+
     def find(self, name: str) -> Measurement | None:
         """A measurement already recorded in this run (by any suite), e.g. to pick a baseline."""
         return next((m for m in self._results if m.name == name), None)

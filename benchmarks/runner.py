@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run.workload = workload.summary()
             entry = report_mod.SuiteRun(suite.name, suite.description)
             run.suites.append(entry)
+            ctx.quiesce()
             started = time.perf_counter()
             try:
                 suite.fn(ctx)

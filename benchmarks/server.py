@@ -172,6 +172,25 @@ class PgServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
+    def quiesce(self, timeout: float = 120.0) -> float:
+        """Wait until no autovacuum worker runs (at most ``timeout`` seconds); returns the
+        seconds waited.
+
+        A suite leaves work behind: the raw suite's inserts have autovacuum vacuum its table
+        and walk its HNSW graph, which took one of the two cores in the middle of engramdb's
+        import. Timed phases that follow other work start on a quiet server instead.
+        """
+        started = time.perf_counter()
+        with psycopg.connect(self.uri(), autocommit=True) as conn:
+            while time.perf_counter() - started < timeout:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+                ).fetchone()
+                if not row or not row[0]:
+                    break
+                time.sleep(0.1)
+        return time.perf_counter() - started
+
     def describe(self) -> dict[str, Any]:
         """Versions and the settings that matter, as the server reports them."""
         with psycopg.connect(self.uri(), autocommit=True) as conn:
