@@ -21,10 +21,11 @@ Measured, in this order:
    PostgreSQL can flush several transactions' commit records with one WAL write (group commit).
 
 The table is then vacuumed (untimed), so that autovacuum has no work left on it while the next
-suite is timed. The database stays for the rest of the run: the engramdb suite inserts more single rows into it,
-alternating with its own single adds of the same rows (``raw.insert.interleaved``). Every
-single-row measurement writes extra rows no earlier one wrote (``registry.interleaved_slice``):
-an HNSW graph takes a vector it already holds faster than a new one.
+suite is timed. The database stays for the rest of the run: the engramdb suite inserts more
+single rows into it, alternating with its own single adds of the same rows
+(``raw.insert.interleaved``). Every single-row measurement writes extra rows no earlier one
+wrote (``registry.interleaved_slice``): an HNSW graph takes a vector it already holds faster
+than a new one.
 
 All queries are prepared, take the query vector in binary (pgvector's psycopg adapter), and
 run with ``plan_cache_mode = force_custom_plan``: psycopg prepares statements and PostgreSQL
