@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import psycopg
+
 from .measure import LatencyStats, SearchResult, rate
 from .server import PgServer
 from .workload import Workload, WorkloadSpec, generate
@@ -304,7 +306,11 @@ class Context:
     def quiesce(self) -> None:
         """Let background work left by what ran before finish (PgServer.quiesce) before a
         timed phase; says so when there was some."""
-        waited = self.server.quiesce()
+        try:
+            waited = self.server.quiesce()
+        except psycopg.Error as exc:  # a figure taken without waiting beats no figure at all
+            self.log(f"could not check for autovacuum workers: {exc}")
+            return
         if waited >= 0.1:
             self.log(f"waited {waited:.1f}s for autovacuum to finish")
 

@@ -173,23 +173,8 @@ class PgServer:
             )
 
     def quiesce(self, timeout: float = 120.0) -> float:
-        """Wait until no autovacuum worker runs (at most ``timeout`` seconds); returns the
-        seconds waited.
-
-        A suite leaves work behind: the raw suite's inserts have autovacuum vacuum its table
-        and walk its HNSW graph, which took one of the two cores in the middle of engramdb's
-        import. Timed phases that follow other work start on a quiet server instead.
-        """
-        started = time.perf_counter()
-        with psycopg.connect(self.uri(), autocommit=True) as conn:
-            while time.perf_counter() - started < timeout:
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
-                ).fetchone()
-                if not row or not row[0]:
-                    break
-                time.sleep(0.1)
-        return time.perf_counter() - started
+        """:func:`quiesce` on this server."""
+        return quiesce(self.uri(), timeout)
 
     def describe(self) -> dict[str, Any]:
         """Versions and the settings that matter, as the server reports them."""
@@ -218,3 +203,23 @@ class PgServer:
             "settings": settings,
             "startup_seconds": round(self.startup_seconds, 2),
         }
+
+
+def quiesce(uri: str, timeout: float = 120.0) -> float:
+    """Wait until no autovacuum worker runs on the server at ``uri`` (at most ``timeout``
+    seconds); returns the seconds waited.
+
+    A suite leaves work behind: the raw suite's inserts have autovacuum vacuum its table and
+    walk its HNSW graph, which took one of the two cores in the middle of engramdb's import.
+    Timed phases that follow other work start on a quiet server instead.
+    """
+    started = time.perf_counter()
+    with psycopg.connect(uri, autocommit=True) as conn:
+        while time.perf_counter() - started < timeout:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if not row or not row[0]:
+                break
+            time.sleep(0.1)
+    return time.perf_counter() - started

@@ -36,6 +36,7 @@ from benchmarks.registry import (
     interleaved_slice,
     single_insert_slice,
 )
+from benchmarks.server import quiesce
 from benchmarks.targets import Report, http_target
 from benchmarks.workload import KINDS, Workload, WorkloadSpec, generate
 from pgvector.psycopg import register_vector
@@ -116,6 +117,21 @@ def test_run_writers_collects_every_sample_and_reraises() -> None:
 
     with pytest.raises(RuntimeError, match="disk full"):
         run_writers([lambda: worker(1), broken])
+
+
+def test_quiesce_returns_on_a_quiet_server_and_a_failed_check_is_only_logged(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The check runs, and returns before its timeout: the test databases are tiny.
+    assert quiesce(pg_url, timeout=5.0) < 5.0
+
+    class Unreachable:
+        def quiesce(self) -> float:
+            raise psycopg.OperationalError("connection refused")
+
+    server: Any = Unreachable()
+    Context(RunConfig(n=10), server, "engramdb", [], {}, 0.0).quiesce()
+    assert "could not check for autovacuum workers: connection refused" in capsys.readouterr().err
 
 
 def _ctx(measurements: list[Measurement]) -> Context:
