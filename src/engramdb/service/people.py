@@ -160,25 +160,23 @@ def load_agent_config(engine: Engine, org: str, agent_id: str) -> AgentMemoryCon
     if ttl <= 0:
         return _read_agent_config(engine, org, agent_id)
     now = time.monotonic()
+    known, cfg = _remembered(engine, org, agent_id, now)
+    if known:
+        return cfg
     snap = engine.config_snapshots.get(org)
     if snap is None or snap[0] <= now:
         found = engine.store.list_resources(org, AGENT_CONFIG, [], limit=SNAPSHOT_MAX_AGENTS + 1)
         table = {c.agent_id: c for c in found} if len(found) <= SNAPSHOT_MAX_AGENTS else None
         if len(engine.config_snapshots) >= 10_000:
             engine.config_snapshots.clear()  # bounded; a refill costs one read per organization
-        snap = engine.config_snapshots[org] = (now + ttl, table)
-    if snap[1] is not None:
-        cfg: AgentMemoryConfig | None = snap[1].get(agent_id)
-        return cfg
-    key = (org, agent_id)
-    hit = engine.config_cache.get(key)
-    if hit is not None and hit[0] > now:
-        cached: AgentMemoryConfig | None = hit[1]
-        return cached
+        engine.config_snapshots[org] = (now + ttl, table)
+        known, cfg = _remembered(engine, org, agent_id, now)
+        if known:
+            return cfg
     cfg = _read_agent_config(engine, org, agent_id)
     if len(engine.config_cache) >= 10_000:
         engine.config_cache.clear()  # bounded; a refill costs one read per agent
-    engine.config_cache[key] = (now + ttl, cfg)
+    engine.config_cache[(org, agent_id)] = (now + ttl, cfg)
     return cfg
 
 
@@ -187,14 +185,23 @@ def agent_config_known(engine: Engine, org: str, agent_id: str) -> bool:
     (an event loop's search asks first: ``Memories.search_async``)."""
     if engine.settings.agent_config_cache_seconds <= 0:
         return False
-    now = time.monotonic()
+    return _remembered(engine, org, agent_id, time.monotonic())[0]
+
+
+def _remembered(
+    engine: Engine, org: str, agent_id: str, now: float
+) -> tuple[bool, AgentMemoryConfig | None]:
+    """``(True, configuration or None)`` when the organization's snapshot, or else the agent's
+    own entry, still holds at ``now``; ``(False, None)`` when a read is due."""
     snap = engine.config_snapshots.get(org)
     if snap is None or snap[0] <= now:
-        return False
+        return False, None
     if snap[1] is not None:
-        return True
+        return True, snap[1].get(agent_id)
     hit = engine.config_cache.get((org, agent_id))
-    return hit is not None and hit[0] > now
+    if hit is not None and hit[0] > now:
+        return True, hit[1]
+    return False, None
 
 
 def _read_agent_config(engine: Engine, org: str, agent_id: str) -> AgentMemoryConfig | None:

@@ -133,6 +133,15 @@ def _cols(alias: str, with_embedding: bool = False) -> sql.SQL:
 _memory_of = Memory.__pydantic_validator__.validate_python
 
 
+def _raw_hit(row: Sequence[Any]) -> RawHit:
+    """A search row (MEMORY_FIELDS, then _dist, _rank, _exact) as a hit."""
+    return RawHit(
+        memory=_memory_of(dict(zip(MEMORY_FIELDS, row, strict=False))),
+        distance=None if row[-3] is None else float(row[-3]),
+        text_rank=None if row[-2] is None else float(row[-2]),
+    )
+
+
 def _to_memory(row: Mapping[str, Any]) -> Memory:
     values = {k: row[k] for k in MEMORY_FIELDS}
     emb = row.get("embedding")
@@ -1265,25 +1274,16 @@ class PostgresStore(SecurityMixin, PostgresResources):
             decided = next((r[-1] for r in rows if r[-1] is not None), None)
             if decided is not None:
                 self._plans.put(probe_key, bool(decided))
-        fields = MEMORY_FIELDS  # a row's leading columns (_cols without the embedding)
         if not statement.merge:  # one list: every row is another memory
-            return [
-                RawHit(
-                    memory=_memory_of(dict(zip(fields, r, strict=False))),
-                    distance=None if r[-3] is None else float(r[-3]),
-                    text_rank=None if r[-2] is None else float(r[-2]),
-                )
-                for r in rows
-            ]
+            return [_raw_hit(r) for r in rows]
         hits: dict[uuid.UUID, RawHit] = {}
         for r in rows:
-            dist = None if r[-3] is None else float(r[-3])
-            rank = None if r[-2] is None else float(r[-2])
             seen = hits.get(r[0])
             if seen is None:
-                memory = _memory_of(dict(zip(fields, r, strict=False)))
-                hits[r[0]] = RawHit(memory=memory, distance=dist, text_rank=rank)
+                hits[r[0]] = _raw_hit(r)
             else:  # found by both lists
+                dist = None if r[-3] is None else float(r[-3])
+                rank = None if r[-2] is None else float(r[-2])
                 hits[r[0]] = RawHit(
                     memory=seen.memory,
                     distance=seen.distance if dist is None else dist,
