@@ -165,6 +165,20 @@ def test_text_and_numbers_come_back_as_given(db: Engram) -> None:
     assert hits[0].memory.metadata == metadata
 
 
+def test_metadata_json_cannot_hold_is_written_alike_or_refused(db: Engram) -> None:
+    """Every backend stores a datetime in metadata as ISO text and a tuple as a list, and
+    refuses NaN and infinities (which no JSON column stores) as invalid, with nothing written."""
+    vec = [0.1 * (i % 5) for i in range(db.embedder.dimensions)]
+    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    made = db.memories.add("typed", metadata={"when": when, "pair": (1, 2)}, embedding=vec)
+    expected = {"when": "2026-01-02T03:04:05.678901Z", "pair": [1, 2]}
+    assert made.metadata == db.memories.get(made.id).metadata == expected
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(engramdb.InvalidInput, match=r"must be JSON|NaN or infinite"):
+            db.memories.add("not json", metadata={"x": [bad]}, embedding=vec)
+    assert [m.content for m in db.memories.list().items] == ["typed"]
+
+
 def test_dimension_mismatch_error_is_clear(db: Engram) -> None:
     with pytest.raises(engramdb.DimensionMismatch) as info:
         db.memories.search(embedding=[1.0, 0.0], mode="vector")

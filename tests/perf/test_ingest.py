@@ -77,6 +77,22 @@ def _check(db: Engram, stored: list[Any], items: list[dict[str, Any]]) -> None:
         assert np.asarray(got.embedding, dtype=np.float32).tobytes() == want.tobytes()
 
 
+def test_numpy_vectors_are_written_as_pgvector_writes_them() -> None:
+    """The store's own binary dumper for numpy arrays (store/postgres/vectors.py) writes the
+    bytes pgvector's does, for float32 and for other dtypes, and refuses what it refuses."""
+    from pgvector.psycopg.vector import VectorBinaryDumper
+
+    from engramdb.store.postgres.vectors import _NumpyVectorBinaryDumper
+
+    ours, theirs = _NumpyVectorBinaryDumper(np.ndarray), VectorBinaryDumper(np.ndarray)
+    v = _vectors(2, 11)
+    for value in (v[0], v[1], v[0].astype(np.float64), np.arange(5), v[0][::2]):
+        assert bytes(ours.dump(value)) == bytes(theirs.dump(value))  # type: ignore[arg-type]
+    for dumper in (ours, theirs):
+        with pytest.raises(ValueError, match="ndim"):
+            dumper.dump(v)
+
+
 def _open(url: str, **settings: Any) -> Engram:
     return connect(url, embedder=NoEmbedder(TEST_DIMENSIONS), settings=Settings(**settings))
 
@@ -130,6 +146,59 @@ def test_batches_keep_dedup_semantics(pg_url: str) -> None:
         stats = import_records(db.memories, enumerate(items, start=1))
         assert (stats.rows, stats.created, stats.duplicates) == (6, 2, 4)
         assert not stats.index_rebuilt  # the space holds vectors: loaded through the index
+
+
+def _copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tables the store's binary COPYs write into, in order (a spy: the COPYs still run)."""
+    tables: list[str] = []
+    copy = PostgresStore._copy
+
+    def spy(cur: Any, table: str, *args: Any) -> None:
+        tables.append(table)
+        copy(cur, table, *args)
+
+    monkeypatch.setattr(PostgresStore, "_copy", staticmethod(spy))
+    return tables
+
+
+def test_import_copies_into_memories_until_a_batch_has_a_duplicate(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without row-level security an import COPYs each batch straight into memories; a batch
+    holding a duplicate (COPY has no ON CONFLICT) is rolled back to its savepoint and staged,
+    and so is every later batch. Nothing is lost or doubled, and the first occurrence stays."""
+    items = _items(12, seed=5)
+    items[5] = {**items[0], "embedding": _vectors(1, 6)[0].tolist()}  # batch 2 repeats row 1
+    tables = _copies(monkeypatch)
+    with _open(pg_url) as db:
+        stats = import_records(db.memories, enumerate(items, start=1), batch_size=4)
+        assert (stats.rows, stats.created, stats.duplicates) == (12, 11, 1)
+        assert tables == ["memories", "memories", "engramdb_stage", "engramdb_stage"]
+        by_n = {m.metadata["n"]: m for m in db.memories.list(limit=100).items}
+        assert sorted(by_n) == [n for n in range(12) if n != 5]
+        kept = [items[i] for i in range(12) if i != 5]
+        _check(db, [by_n[i] for i in range(12) if i != 5], kept)  # row 1 with its own vector
+        # Scopes named only by a directly copied batch were registered (foreign keys hold).
+        assert {a.id for a in db.agents.list().items} >= {"agent-0", "agent-1", "agent-2"}
+
+
+def test_import_under_row_level_security_stages_every_batch(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL refuses COPY FROM into a table whose row-level security applies to the
+    session (the server's application role): such an import stages every batch."""
+    from engramdb.server.state import DEFAULT_APP_ROLE
+
+    with _open(pg_url) as owner:  # migrations and the embedding space, as the owner
+        owner.engine.store.ensure_embedding_space(TEST_DIMENSIONS, "cosine")
+    items = _items(6, seed=7)
+    tables = _copies(monkeypatch)
+    with _open(pg_url, app_role=DEFAULT_APP_ROLE) as db:
+        stats = import_records(db.memories, enumerate(items, start=1), batch_size=4)
+        assert (stats.rows, stats.created, stats.duplicates) == (6, 6, 0)
+        assert tables == ["engramdb_stage", "engramdb_stage"]
+        by_n = {m.metadata["n"]: m for m in db.memories.list(limit=100).items}
+        _check(db, [by_n[i] for i in range(6)], items)
 
 
 def test_single_add_is_one_round_trip(pg_url: str) -> None:

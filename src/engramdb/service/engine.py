@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import struct
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,24 @@ def content_hash(content: str) -> str:
     surrounding whitespace is the same memory."""
     normal = unicodedata.normalize("NFC", content).strip()
     return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _packer(dimensions: int) -> struct.Struct:
+    return struct.Struct(f"={dimensions}f")
+
+
+def _packed(values: list[Any]) -> np.ndarray | None:
+    """A list of numbers as float32, packed by struct: at 384 floats about twice as fast as
+    ``np.asarray``, and vectors given as JSON lists are most of an import's rows. ``None``
+    where struct refuses an element (text, a nested list, a number beyond float32), for
+    ``np.asarray`` to read or refuse as before; both round a float as a C cast does."""
+    buf = bytearray(4 * len(values))  # writable, as np.asarray's result is
+    try:
+        _packer(len(values)).pack_into(buf, 0, *values)
+    except (struct.error, OverflowError):
+        return None
+    return np.frombuffer(buf, dtype=np.float32)
 
 
 def invalid_from_validation(exc: ValidationError, what: str = "input") -> InvalidInput:
@@ -65,10 +85,12 @@ class Engine:
         self, vector: Sequence[float] | np.ndarray, what: str = "embedding"
     ) -> Vectors:
         """A caller's vector as float32, refused loudly if it does not fit the embedding space."""
-        try:
-            arr = np.asarray(vector, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{what} must be a list of numbers") from None
+        arr = _packed(vector) if type(vector) is list else None
+        if arr is None:
+            try:
+                arr = np.asarray(vector, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"{what} must be a list of numbers") from None
         if arr.ndim != 1:
             raise InvalidInput(f"{what} must be a flat list of numbers")
         if arr.shape[0] != self.dimensions:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ..errors import InvalidInput, LimitExceeded
 from ..filters import Filter, combine, parse_filter, parse_time, scope_filter
 from ..models import Memory, MemoryInput, MemoryVersion, Page, SearchHit, new_id, utcnow
+from ..models.common import json_size
 from ..models.kinds import validate_kind_data
 from ..models.planning import MemoryLink
 from ..models.security import AuditEntry
@@ -706,12 +707,10 @@ def _weights(value: Weights | Mapping[str, Any] | None) -> Weights:
 
 
 def _check_json_size(value: Any, name: str, limit: int, where: str) -> None:
-    import json
-
     if not value:  # {} or []: nothing to measure (and no dumps per item in bulk imports)
         return
     try:
-        size = len(json.dumps(value, default=str))
+        size = json_size(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"{where}: {name} must be JSON") from None
     if size > limit:

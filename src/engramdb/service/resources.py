@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..errors import InvalidInput, LimitExceeded
 from ..models import Page, new_id, utcnow
+from ..models.common import json_size
 from ..settings import Limits
 from ..store.resources import R, ResourceSpec, Where
 from .engine import Engine, invalid_from_validation
@@ -136,7 +137,7 @@ class ResourceService(Generic[R]):
             if name in self.spec.json_columns and value is not None:
                 limit = lim.max_metadata_bytes if name in _SMALL_JSON else 4 * lim.max_content_chars
                 try:
-                    size = len(json.dumps(value, default=str))
+                    size = json_size(value)
                 except (TypeError, ValueError):
                     raise InvalidInput(f"{label}: {name} must be JSON") from None
                 if size > limit:

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from ...models.common import loads_json
+from ...models.common import dumps_json, loads_json
 from ..base import RawHit, SearchSpec
 from .errors import translate_errors
 from .session import Sessions, pairs, set_config_sql, split_settings
+from .vectors import register_numpy_dumper
 
 if TYPE_CHECKING:
     from .store import PostgresStore
@@ -102,7 +103,9 @@ class AsyncSearches:
         from pgvector.psycopg import register_vector_async
 
         await register_vector_async(conn)
+        register_numpy_dumper(conn)
         set_json_loads(loads_json, conn)
+        set_json_dumps(dumps_json, conn)
         query, params, role = self._store.session_setup()
         cur = await conn.execute(query, params)
         row = await cur.fetchone()

@@ -26,13 +26,13 @@ import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.rows import RowFactory, dict_row, tuple_row
-from psycopg.types.json import Jsonb, set_json_loads
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from ...errors import ConfigurationError, MigrationRequired, NotFound
 from ...migrations import runner
 from ...models import Memory, MemoryVersion, utcnow
-from ...models.common import loads_json
+from ...models.common import dumps_json, loads_json
 from ...models.security import AuditEntry
 from ...settings import Settings
 from ..base import (
@@ -53,6 +53,7 @@ from .notify import KeyChangeListener
 from .resources import PostgresResources
 from .security import AUDIT_INSERT, SecurityMixin, audit_values
 from .session import ORG_SETTING, TRACKED, Sessions, pairs, set_config_sql, split_settings
+from .vectors import register_numpy_dumper
 
 __all__ = ["PostgresStore"]
 
@@ -165,6 +166,20 @@ def default_pool_size() -> int:
 def _index_name(dimensions: int, metric: str, vector_type: str) -> str:
     suffix = "" if vector_type == "vector" else f"_{vector_type}"
     return f"memories_embedding_{dimensions}_{metric}{suffix}_idx"
+
+
+@functools.cache
+def _register_scopes_sql() -> sql.Composed:
+    """Registers the agents, users and rooms named by a batch (a pair of parameters each: the
+    organization and an array of ids), so that the batch's foreign keys hold."""
+    ctes = [
+        sql.SQL(
+            "s{} AS (INSERT INTO {} (organization_id, id) SELECT %s, unnest(%s::text[]) "
+            "ON CONFLICT DO NOTHING)"
+        ).format(sql.SQL(str(i)), sql.Identifier(table))
+        for i, (table, _) in enumerate(_SCOPES)
+    ]
+    return sql.SQL("WITH {} SELECT 1").format(sql.SQL(", ").join(ctes))
 
 
 @functools.cache
@@ -380,8 +395,11 @@ class PostgresStore(SecurityMixin, PostgresResources):
         from pgvector.psycopg import register_vector
 
         register_vector(conn)
-        # A memory row has two JSON columns; pydantic-core reads each about 5 µs faster.
+        register_numpy_dumper(conn)
+        # A memory row has two JSON columns; pydantic-core reads each about 5 µs faster, and
+        # writes each several times faster than json.dumps.
         set_json_loads(loads_json, conn)
+        set_json_dumps(dumps_json, conn)
         query, params, role = self.session_setup()
         row = conn.execute(query, params).fetchone()
         assert row is not None
@@ -729,22 +747,63 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 ),
             )
         )
-        fields = sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS))
+        self._copy(cur, _STAGE, org, rows, actor, now)
+
+    @staticmethod
+    def _copy(
+        cur: psycopg.Cursor[dict[str, Any]],
+        table: str,
+        org: str,
+        rows: Sequence[NewMemory],
+        actor: str | None,
+        now: datetime,
+    ) -> None:
+        """Binary COPY of ``rows`` into ``table``: the staging table, with each row's place in
+        its batch (``ord``), or memories itself."""
+        staged = table == _STAGE
+        fields = sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS + ["ord"] * staged))
         with cur.copy(
-            sql.SQL("COPY {} ({}, ord) FROM STDIN (FORMAT BINARY)").format(
-                sql.Identifier(_STAGE), fields
-            )
+            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), fields)
         ) as copy:
-            copy.set_types(_COPY_TYPES)
+            copy.set_types(_COPY_TYPES if staged else _COPY_TYPES[:-1])
             for i, r in enumerate(rows):
                 emb = r.embedding
-                copy.write_row([
+                values = [
                     org, r.id, r.kind, r.content, r.agent_id, r.user_id, r.room_id, r.data,
                     r.importance, r.tags, r.metadata, r.scope, r.level, r.content_hash,
                     r.is_unique, r.related_ids, r.valid_from, r.valid_to, r.expires_at,
                     r.embedding_model, None if emb is None else len(emb), emb,
-                    r.created_at or now, now, actor, actor, i,
-                ])  # fmt: skip
+                    r.created_at or now, now, actor, actor,
+                ]  # fmt: skip
+                if staged:
+                    values.append(i)
+                copy.write_row(values)
+
+    def _copy_direct(
+        self,
+        cur: psycopg.Cursor[dict[str, Any]],
+        org: str,
+        rows: Sequence[NewMemory],
+        actor: str | None,
+        now: datetime,
+    ) -> bool:
+        """COPY ``rows`` straight into memories, their scopes registered first, in a savepoint.
+        False, with nothing written, when one of them duplicates a live memory (or another row):
+        COPY has no ON CONFLICT, so the caller stages the batch to skip it, as add_many would.
+
+        A third less database time than staging a batch and inserting it from there; possible
+        only where row-level security does not apply (PostgreSQL refuses COPY FROM under it).
+        """
+        scopes = [
+            sorted({v for r in rows if (v := getattr(r, col)) is not None}) for _, col in _SCOPES
+        ]
+        try:
+            with cur.connection.transaction():
+                cur.execute(_register_scopes_sql(), [x for ids in scopes for x in (org, ids)])
+                self._copy(cur, "memories", org, rows, actor, now)
+        except psycopg.errors.UniqueViolation:
+            return False
+        return True
 
     @staticmethod
     def _insert_staged(returning: sql.Composable) -> sql.Composed:
@@ -811,14 +870,21 @@ class PostgresStore(SecurityMixin, PostgresResources):
             # A long import must not be cut by the interactive statement timeout.
             cur.execute("SET LOCAL statement_timeout = 0")
             index = self._detach_index(cur, dimensions, metric, rebuild_index)
+            cur.execute("SELECT row_security_active('memories') AS rls")
+            direct = not cur.fetchone()["rls"]  # type: ignore[index]
             for batch in batches:
                 if not batch:
                     continue
                 self._check_related(cur, org, batch)
-                self._stage(cur, org, batch, actor, now)
-                cur.execute(self._insert_staged(returning=sql.SQL("m.id")))
-                created = cur.rowcount
-                cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(_STAGE)))
+                if direct and self._copy_direct(cur, org, batch, actor, now):
+                    created = len(batch)
+                else:
+                    # Duplicates found (a file imported again, most likely): staged from now on.
+                    direct = False
+                    self._stage(cur, org, batch, actor, now)
+                    cur.execute(self._insert_staged(returning=sql.SQL("m.id")))
+                    created = cur.rowcount
+                    cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(_STAGE)))
                 stats.rows += len(batch)
                 stats.created += created
                 stats.duplicates += len(batch) - created

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...models import Memory
+from ...models.common import dumps_json
 
 __all__ = [
     "MEMORY_FIELDS",
@@ -71,7 +72,8 @@ def from_uuid(value: bytes) -> uuid.UUID:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """JSON columns are written as PostgreSQL's store writes them (dumps_json)."""
+    return dumps_json(value).decode()
 
 
 def vector_to_blob(vector: Sequence[float] | npt.NDArray[Any]) -> bytes:
