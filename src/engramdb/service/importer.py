@@ -87,14 +87,8 @@ def import_records(
 
     def rows(chunk: list[tuple[int, MemoryInput, Any]]) -> list[NewMemory]:
         prepared = memories._retain([item for _, item, _ in chunk])
-        vectors: list[Any] = []
-        todo: list[int] = []
-        for i, ((line, _, given), _item) in enumerate(zip(chunk, prepared, strict=True)):
-            if given is None:
-                todo.append(i)
-                vectors.append(None)
-            else:
-                vectors.append(engine.check_vector(given, f"line {line}: embedding"))
+        vectors: list[Any] = [vector for _, _, vector in chunk]
+        todo = [i for i, vector in enumerate(vectors) if vector is None]
         step = engine.settings.embedding_batch_size
         for start in range(0, len(todo), step):
             part = todo[start : start + step]
@@ -116,7 +110,13 @@ def import_records(
             # a record that is most of the validation time.
             fields = dict(record)
             given = fields.pop("embedding", None)
-            chunk.append((line, memories._prepare(fields, label=f"line {line}"), given))
+            item = memories._prepare(fields, label=f"line {line}")
+            # Checked here, not with its batch: the list of floats then dies young, where the
+            # garbage collector would walk a batch's lists again and again (a tenth of the load).
+            vector = (
+                None if given is None else engine.check_vector(given, f"line {line}: embedding")
+            )
+            chunk.append((line, item, vector))
             if len(chunk) >= batch_size:
                 yield rows(chunk)
                 chunk = []
