@@ -24,6 +24,7 @@ from engramdb import errors as engramdb_errors
 from engramdb.embeddings.none import NoEmbedder
 from engramdb.service.importer import import_records, jsonl_records
 from engramdb.store.postgres import PostgresStore
+from engramdb.store.postgres import store as postgres_store_module
 from tests.conftest import TEST_DIMENSIONS, protocol_trace
 
 
@@ -121,7 +122,22 @@ def test_import_stores_exactly_what_was_given(pg_url: str) -> None:
         assert hits[0].memory.metadata["n"] == 5
 
 
-def test_batches_keep_dedup_semantics(pg_url: str) -> None:
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_batches_keep_dedup_semantics(
+    pg_url: str, chunk: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also with the staged rows inserted two a statement (``chunk``; 1,000 in use): a duplicate
+    of a row inserted by an earlier statement is skipped as within one statement."""
+    statements: list[bool] = []
+    if chunk is not None:
+        monkeypatch.setattr(postgres_store_module, "_INSERT_CHUNK", chunk)
+        insert_staged = PostgresStore._insert_staged
+
+        def spy(returning: Any, **options: Any) -> Any:
+            statements.append(options.get("scopes", True))
+            return insert_staged(returning, **options)
+
+        monkeypatch.setattr(PostgresStore, "_insert_staged", staticmethod(spy))
     with _open(pg_url) as db:
         first = db.memories.add("known fact", agent_id="a", embedding=_vectors(1, 3)[0].tolist())
         items = [
@@ -146,6 +162,8 @@ def test_batches_keep_dedup_semantics(pg_url: str) -> None:
         stats = import_records(db.memories, enumerate(items, start=1))
         assert (stats.rows, stats.created, stats.duplicates) == (6, 2, 4)
         assert not stats.index_rebuilt  # the space holds vectors: loaded through the index
+    if chunk is not None:  # three statements a batch, the first registering the scopes
+        assert statements == [True, False, False] * 2
 
 
 def _copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -94,6 +94,8 @@ _AUDIT_TYPES = {
 }  # fmt: skip
 _COPY_TYPES = [*_INSERT_TYPES.values(), "integer"]  # + ord, the row's place in its batch
 _STAGE = "engramdb_stage"
+#: Staged rows inserted per statement (see PostgresStore._insert_staged_rows).
+_INSERT_CHUNK = 1000
 _UNIQUE_TARGET = sql.SQL(
     "(organization_id, kind, agent_id, user_id, room_id, content_hash) "
     "WHERE is_unique AND deleted_at IS NULL"
@@ -682,8 +684,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
         else:
             with self._tx(org) as cur:
                 self._stage(cur, org, rows, actor, now)
-                cur.execute(self._insert_staged(returning=_cols("m")))
-                inserted = {r["id"]: _to_memory(r) for r in cur.fetchall()}
+                staged = self._insert_staged_rows(cur, len(rows), _cols("m"))
+                inserted = {r["id"]: _to_memory(r) for r in staged}
                 missing = [r for r in rows if r.id not in inserted]
                 existing = self._find_duplicates(cur, org, missing) if missing else {}
         out: list[tuple[Memory, bool]] = []
@@ -805,11 +807,33 @@ class PostgresStore(SecurityMixin, PostgresResources):
             return False
         return True
 
+    def _insert_staged_rows(
+        self, cur: psycopg.Cursor[dict[str, Any]], count: int, returning: sql.Composable
+    ) -> list[dict[str, Any]]:
+        """Insert the ``count`` staged rows in batch order, at most :data:`_INSERT_CHUNK` a
+        statement (the first registering every staged scope); returns the ``returning`` rows.
+
+        One statement for a batch of 10,000 rows, each inserted into the HNSW graph, can take
+        longer than the interactive statement timeout on a slow machine; chunks keep every
+        statement short, and skip duplicates of earlier chunks as one statement skips them.
+        """
+        out: list[dict[str, Any]] = []
+        for start in range(0, count, _INSERT_CHUNK):
+            cur.execute(
+                self._insert_staged(returning, scopes=start == 0, ranged=count > _INSERT_CHUNK),
+                (start, start + _INSERT_CHUNK) if count > _INSERT_CHUNK else None,
+            )
+            out.extend(cur.fetchall())
+        return out
+
     @staticmethod
-    def _insert_staged(returning: sql.Composable) -> sql.Composed:
-        """One statement: register the staged rows' scopes, insert the rows in batch order."""
+    def _insert_staged(
+        returning: sql.Composable, *, scopes: bool = True, ranged: bool = False
+    ) -> sql.Composed:
+        """One statement: register the staged rows' scopes (if ``scopes``), insert the rows
+        (those with ``ord`` in [%s, %s) if ``ranged``) in batch order."""
         fields = sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS))
-        scopes = [
+        ctes = [
             sql.SQL(
                 "s{i} AS (INSERT INTO {table} (organization_id, id) SELECT DISTINCT "
                 "organization_id, {col} FROM {stage} WHERE {col} IS NOT NULL "
@@ -824,12 +848,15 @@ class PostgresStore(SecurityMixin, PostgresResources):
         ]
         # ORDER BY ord keeps the first of in-batch duplicates, as sequential adds would.
         return sql.SQL(
-            "WITH {scopes} INSERT INTO memories AS m ({fields}) SELECT {fields} FROM {stage} "
-            "ORDER BY ord ON CONFLICT {target} DO NOTHING RETURNING {returning}"
+            "{with_scopes}INSERT INTO memories AS m ({fields}) SELECT {fields} FROM {stage} "
+            "{where}ORDER BY ord ON CONFLICT {target} DO NOTHING RETURNING {returning}"
         ).format(
-            scopes=sql.SQL(", ").join(scopes),
+            with_scopes=sql.SQL("WITH {} ").format(sql.SQL(", ").join(ctes))
+            if scopes
+            else sql.SQL(""),
             fields=fields,
             stage=sql.Identifier(_STAGE),
+            where=sql.SQL("WHERE ord >= %s AND ord < %s ") if ranged else sql.SQL(""),
             target=_UNIQUE_TARGET,
             returning=returning,
         )
@@ -882,8 +909,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
                     # Duplicates found (a file imported again, most likely): staged from now on.
                     direct = False
                     self._stage(cur, org, batch, actor, now)
-                    cur.execute(self._insert_staged(returning=sql.SQL("m.id")))
-                    created = cur.rowcount
+                    created = len(self._insert_staged_rows(cur, len(batch), sql.SQL("m.id")))
                     cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(_STAGE)))
                 stats.rows += len(batch)
                 stats.created += created
