@@ -219,6 +219,42 @@ def test_import_under_row_level_security_stages_every_batch(
         _check(db, [by_n[i] for i in range(6)], items)
 
 
+def test_an_owner_under_row_level_security_keeps_the_shared_index(pg_url: str) -> None:
+    """A table owner that is not a superuser sees only its organization's rows, so it cannot
+    tell a space with no vectors from one holding other tenants': importing a tenant's first
+    vectors loads through the index instead of dropping and rebuilding the one they share."""
+    from engramdb.server.state import DEFAULT_APP_ROLE
+
+    role = f"engramdb_owner_{uuid.uuid4().hex[:8]}"
+    vec = _vectors(3, 12)
+    with _open(pg_url) as admin:
+        admin.engine.store.ensure_embedding_space(TEST_DIMENSIONS, "cosine")
+        for org in ("acme", "globex"):
+            admin.engine.store.ensure_organization(org)
+        acme = admin.for_organization("acme").memories.add("acme's", embedding=vec[0].tolist())
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        (owner,) = conn.execute("SELECT current_user").fetchone()  # type: ignore[misc]
+        conn.execute(f'CREATE ROLE "{role}" NOLOGIN IN ROLE "{DEFAULT_APP_ROLE}"')
+        conn.execute(f'ALTER TABLE memories OWNER TO "{role}"')
+    try:
+        with _open(pg_url, app_role=role, organization="globex") as db:
+            records = [
+                (i, {"content": f"globex {i}", "embedding": vec[i].tolist()}) for i in (1, 2)
+            ]
+            stats = import_records(db.memories, iter(records))
+            assert (stats.rows, stats.created, stats.index_rebuilt) == (2, 2, False)
+        with _open(pg_url) as admin:
+            hits = admin.for_organization("acme").memories.search(
+                embedding=vec[0].tolist(), mode="vector", top_k=1, exact=False
+            )
+            assert [h.memory.id for h in hits] == [acme.id]
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'REASSIGN OWNED BY "{role}" TO "{owner}"')
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
 def test_single_add_is_one_round_trip(pg_url: str) -> None:
     """add(): one INSERT (scopes registered, duplicate read back, all in that statement), one
     Sync, one ReadyForQuery; the tenant setting goes with it only when the connection's session

@@ -896,9 +896,11 @@ class PostgresStore(SecurityMixin, PostgresResources):
         with self._tx(org) as cur:
             # A long import must not be cut by the interactive statement timeout.
             cur.execute("SET LOCAL statement_timeout = 0")
-            index = self._detach_index(cur, dimensions, metric, rebuild_index)
+            # Whether row-level security applies to this session: if it does, COPY into the
+            # table is refused, and a count of its rows sees this organization's only.
             cur.execute("SELECT row_security_active('memories') AS rls")
             direct = not cur.fetchone()["rls"]  # type: ignore[index]
+            index = self._detach_index(cur, dimensions, metric, rebuild_index, sees_all=direct)
             for batch in batches:
                 if not batch:
                     continue
@@ -977,6 +979,8 @@ class PostgresStore(SecurityMixin, PostgresResources):
         dimensions: int,
         metric: str,
         rebuild_index: bool | None,
+        *,
+        sees_all: bool = True,
     ) -> tuple[str, str] | None:
         """Drop the space's HNSW index for a load, in the import's transaction; returns the
         (name, type) to build at the end, or None to load through the index.
@@ -984,8 +988,12 @@ class PostgresStore(SecurityMixin, PostgresResources):
         Loading into an indexed table inserts every row into the graph one by one; building the
         graph once from all rows is several times faster. Automatic only into an empty space:
         the index is gone until commit, and the lock taken holds off every other reader.
+        ``sees_all``: the session sees every organization's rows. One under row-level security
+        (an owner that is not a superuser) cannot tell an empty space from one holding only
+        other tenants' vectors, whose shared index it would drop and rebuild while every tenant
+        waits: it loads through the index unless ``rebuild_index`` asks otherwise.
         """
-        if rebuild_index is False:
+        if rebuild_index is False or (rebuild_index is None and not sees_all):
             return None
         cur.execute(
             "SELECT e.index_name, pg_has_role(current_user, c.relowner, 'USAGE') AS owner "
