@@ -793,8 +793,9 @@ class PostgresStore(SecurityMixin, PostgresResources):
         False, with nothing written, when one of them duplicates a live memory (or another row):
         COPY has no ON CONFLICT, so the caller stages the batch to skip it, as add_many would.
 
-        A third less database time than staging a batch and inserting it from there; possible
-        only where row-level security does not apply (PostgreSQL refuses COPY FROM under it).
+        14 to 37% less time than staging 10,000 rows and inserting them from there (three runs);
+        possible only where row-level security does not apply (PostgreSQL refuses COPY FROM
+        under it).
         """
         scopes = [
             sorted({v for r in rows if (v := getattr(r, col)) is not None}) for _, col in _SCOPES
