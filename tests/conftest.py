@@ -115,6 +115,14 @@ def db(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 def protocol_trace(store: PostgresStore, run: Callable[[], object]) -> list[tuple[str, str]]:
     """The protocol messages exchanged while ``run()`` runs on a store whose pool holds ONE
     connection: (``"F"`` sent / ``"B"`` received, message type), in order."""
+    return [(side, kind) for side, kind, _ in protocol_messages(store, run)]
+
+
+def protocol_messages(
+    store: PostgresStore, run: Callable[[], object]
+) -> list[tuple[str, str, str]]:
+    """As :func:`protocol_trace`, with each message's contents as libpq's trace writes them
+    (``CommandComplete``'s is the server's command tag, such as ``"INSERT 0 1000"``)."""
     fd, name = tempfile.mkstemp(prefix="engramdb-trace-")
     try:
         with store.pool.connection() as conn:
@@ -129,4 +137,8 @@ def protocol_trace(store: PostgresStore, run: Callable[[], object]) -> list[tupl
     finally:
         os.close(fd)
         os.unlink(name)
-    return [(f[0], f[2]) for f in (line.split("\t") for line in text.splitlines()) if len(f) > 2]
+    return [
+        (f[0], f[2], f[3].strip() if len(f) > 3 else "")
+        for f in (line.split("\t") for line in text.splitlines())
+        if len(f) > 2
+    ]

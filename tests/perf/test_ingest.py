@@ -24,8 +24,7 @@ from engramdb import errors as engramdb_errors
 from engramdb.embeddings.none import NoEmbedder
 from engramdb.service.importer import import_records, jsonl_records
 from engramdb.store.postgres import PostgresStore
-from engramdb.store.postgres import store as postgres_store_module
-from tests.conftest import TEST_DIMENSIONS, protocol_trace
+from tests.conftest import TEST_DIMENSIONS, protocol_messages, protocol_trace
 
 
 def _vectors(n: int, seed: int) -> np.ndarray:
@@ -122,22 +121,7 @@ def test_import_stores_exactly_what_was_given(pg_url: str) -> None:
         assert hits[0].memory.metadata["n"] == 5
 
 
-@pytest.mark.parametrize("chunk", [None, 2])
-def test_batches_keep_dedup_semantics(
-    pg_url: str, chunk: int | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Also with the staged rows inserted two a statement (``chunk``; 1,000 in use): a duplicate
-    of a row inserted by an earlier statement is skipped as within one statement."""
-    statements: list[bool] = []
-    if chunk is not None:
-        monkeypatch.setattr(postgres_store_module, "_INSERT_CHUNK", chunk)
-        insert_staged = PostgresStore._insert_staged
-
-        def spy(returning: Any, **options: Any) -> Any:
-            statements.append(options.get("scopes", True))
-            return insert_staged(returning, **options)
-
-        monkeypatch.setattr(PostgresStore, "_insert_staged", staticmethod(spy))
+def test_batches_keep_dedup_semantics(pg_url: str) -> None:
     with _open(pg_url) as db:
         first = db.memories.add("known fact", agent_id="a", embedding=_vectors(1, 3)[0].tolist())
         items = [
@@ -162,36 +146,44 @@ def test_batches_keep_dedup_semantics(
         stats = import_records(db.memories, enumerate(items, start=1))
         assert (stats.rows, stats.created, stats.duplicates) == (6, 2, 4)
         assert not stats.index_rebuilt  # the space holds vectors: loaded through the index
-    if chunk is not None:  # three statements a batch, the first registering the scopes
-        assert statements == [True, False, False] * 2
 
 
-def _copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The tables the store's binary COPYs write into, in order (a spy: the COPYs still run)."""
-    tables: list[str] = []
-    copy = PostgresStore._copy
+def test_add_many_inserts_a_thousand_rows_a_statement(pg_url: str) -> None:
+    """A large batch is inserted from staging 1,000 rows a statement (each within the
+    statement timeout), in one transaction: a duplicate of a row an earlier statement inserted
+    is skipped as within one statement, and results stay in input order."""
+    vecs = _vectors(1005, 13)
+    items: list[dict[str, Any]] = [
+        {"content": f"fact {i}", "agent_id": "a", "embedding": vecs[i].tolist()}
+        for i in range(1005)
+    ]
+    items[1002]["content"] = "fact 3"  # a duplicate of a row of the first statement
+    for i in (1003, 1004):  # not deduplicated
+        items[i].update(content="repeat", is_unique=False)
+    with _open(pg_url, pool_min_size=1, pool_max_size=1) as db:
+        store = db.engine.store
+        assert isinstance(store, PostgresStore)
+        out: list[Any] = []
+        messages = protocol_messages(store, lambda: out.extend(db.memories.add_many(items)))
+        inserts = [tag for side, kind, tag in messages if kind == "CommandComplete"
+                   and tag.startswith('"INSERT')]  # fmt: skip
+        assert inserts == ['"INSERT 0 1000"', '"INSERT 0 4"']
+        assert out[1002].id == out[3].id
+        assert out[1003].id != out[1004].id
+        assert [m.content for m in out[:1002]] == [f"fact {i}" for i in range(1002)]
+        assert len({m.id for m in out}) == 1004
 
-    def spy(cur: Any, table: str, *args: Any) -> None:
-        tables.append(table)
-        copy(cur, table, *args)
 
-    monkeypatch.setattr(PostgresStore, "_copy", staticmethod(spy))
-    return tables
-
-
-def test_import_copies_into_memories_until_a_batch_has_a_duplicate(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_import_copies_into_memories_until_a_batch_has_a_duplicate(pg_url: str) -> None:
     """Without row-level security an import COPYs each batch straight into memories; a batch
     holding a duplicate (COPY has no ON CONFLICT) is rolled back to its savepoint and staged,
     and so is every later batch. Nothing is lost or doubled, and the first occurrence stays."""
     items = _items(12, seed=5)
     items[5] = {**items[0], "embedding": _vectors(1, 6)[0].tolist()}  # batch 2 repeats row 1
-    tables = _copies(monkeypatch)
     with _open(pg_url) as db:
         stats = import_records(db.memories, enumerate(items, start=1), batch_size=4)
         assert (stats.rows, stats.created, stats.duplicates) == (12, 11, 1)
-        assert tables == ["memories", "memories", "engramdb_stage", "engramdb_stage"]
+        assert stats.copied == 4  # the first batch; the second was staged, and so the third
         by_n = {m.metadata["n"]: m for m in db.memories.list(limit=100).items}
         assert sorted(by_n) == [n for n in range(12) if n != 5]
         kept = [items[i] for i in range(12) if i != 5]
@@ -200,9 +192,7 @@ def test_import_copies_into_memories_until_a_batch_has_a_duplicate(
         assert {a.id for a in db.agents.list().items} >= {"agent-0", "agent-1", "agent-2"}
 
 
-def test_import_under_row_level_security_stages_every_batch(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_import_under_row_level_security_stages_every_batch(pg_url: str) -> None:
     """PostgreSQL refuses COPY FROM into a table whose row-level security applies to the
     session (the server's application role): such an import stages every batch."""
     from engramdb.server.state import DEFAULT_APP_ROLE
@@ -210,11 +200,9 @@ def test_import_under_row_level_security_stages_every_batch(
     with _open(pg_url) as owner:  # migrations and the embedding space, as the owner
         owner.engine.store.ensure_embedding_space(TEST_DIMENSIONS, "cosine")
     items = _items(6, seed=7)
-    tables = _copies(monkeypatch)
     with _open(pg_url, app_role=DEFAULT_APP_ROLE) as db:
         stats = import_records(db.memories, enumerate(items, start=1), batch_size=4)
-        assert (stats.rows, stats.created, stats.duplicates) == (6, 6, 0)
-        assert tables == ["engramdb_stage", "engramdb_stage"]
+        assert (stats.rows, stats.created, stats.duplicates, stats.copied) == (6, 6, 0, 0)
         by_n = {m.metadata["n"]: m for m in db.memories.list(limit=100).items}
         _check(db, [by_n[i] for i in range(6)], items)
 

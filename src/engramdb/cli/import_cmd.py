@@ -136,6 +136,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     result = {
         "rows": stats.rows,
         "created": stats.created,
+        "copied": stats.copied,
         "duplicates": stats.duplicates,
         "index_rebuilt": stats.index_rebuilt,
         "seconds": round(seconds, 3),

@@ -105,6 +105,7 @@ class ImportStats:
 
     rows: int = 0  # rows handed to the store so far
     created: int = 0  # written as new memories
+    copied: int = 0  # of those, COPYed straight into the table instead of staged (PostgreSQL)
     duplicates: int = 0  # not written: the same content already exists in that scope
     phase: str = "loading"  # "loading", then "indexing" when the index is built at the end, "done"
     index_rebuilt: bool = False  # the store loaded without the vector index and built it after

@@ -908,6 +908,7 @@ class PostgresStore(SecurityMixin, PostgresResources):
                 self._check_related(cur, org, batch)
                 if direct and self._copy_direct(cur, org, batch, actor, now):
                     created = len(batch)
+                    stats.copied += created
                 else:
                     # Duplicates found (a file imported again, most likely): staged from now on.
                     direct = False
