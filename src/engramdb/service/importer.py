@@ -106,13 +106,13 @@ def import_records(
     def batches() -> Iterator[list[NewMemory]]:
         chunk: list[tuple[int, MemoryInput, Any]] = []
         for line, record in records:
-            # The vector is checked with numpy, not field by field by the model: at 384 floats
-            # a record that is most of the validation time.
+            # The vector is checked by check_vector, not field by field by the model (at 384
+            # floats that would be most of the validation time), and here, not with its batch:
+            # the list of floats then dies young, where the garbage collector would walk a
+            # batch's lists again and again (a tenth of the load).
             fields = dict(record)
             given = fields.pop("embedding", None)
             item = memories._prepare(fields, label=f"line {line}")
-            # Checked here, not with its batch: the list of floats then dies young, where the
-            # garbage collector would walk a batch's lists again and again (a tenth of the load).
             vector = (
                 None if given is None else engine.check_vector(given, f"line {line}: embedding")
             )

@@ -821,18 +821,16 @@ class PostgresStore(SecurityMixin, PostgresResources):
         out: list[dict[str, Any]] = []
         for start in range(0, count, _INSERT_CHUNK):
             cur.execute(
-                self._insert_staged(returning, scopes=start == 0, ranged=count > _INSERT_CHUNK),
-                (start, start + _INSERT_CHUNK) if count > _INSERT_CHUNK else None,
+                self._insert_staged(returning, scopes=start == 0),
+                (start, start + _INSERT_CHUNK),
             )
             out.extend(cur.fetchall())
         return out
 
     @staticmethod
-    def _insert_staged(
-        returning: sql.Composable, *, scopes: bool = True, ranged: bool = False
-    ) -> sql.Composed:
+    def _insert_staged(returning: sql.Composable, *, scopes: bool) -> sql.Composed:
         """One statement: register the staged rows' scopes (if ``scopes``), insert the rows
-        (those with ``ord`` in [%s, %s) if ``ranged``) in batch order."""
+        with ``ord`` in [%s, %s) in batch order."""
         fields = sql.SQL(", ").join(map(sql.Identifier, _INSERT_FIELDS))
         ctes = [
             sql.SQL(
@@ -850,14 +848,14 @@ class PostgresStore(SecurityMixin, PostgresResources):
         # ORDER BY ord keeps the first of in-batch duplicates, as sequential adds would.
         return sql.SQL(
             "{with_scopes}INSERT INTO memories AS m ({fields}) SELECT {fields} FROM {stage} "
-            "{where}ORDER BY ord ON CONFLICT {target} DO NOTHING RETURNING {returning}"
+            "WHERE ord >= %s AND ord < %s ORDER BY ord ON CONFLICT {target} DO NOTHING "
+            "RETURNING {returning}"
         ).format(
             with_scopes=sql.SQL("WITH {} ").format(sql.SQL(", ").join(ctes))
             if scopes
             else sql.SQL(""),
             fields=fields,
             stage=sql.Identifier(_STAGE),
-            where=sql.SQL("WHERE ord >= %s AND ord < %s ") if ranged else sql.SQL(""),
             target=_UNIQUE_TARGET,
             returning=returning,
         )
