@@ -602,28 +602,37 @@ def _insert_one_by_one(
     return out
 
 
+def concurrent_writers(
+    uri: str, rows: Sequence[tuple[Any, ...]], threads: int
+) -> tuple[float, list[float]]:
+    """``rows`` split evenly between ``threads`` threads, each on its own connection, each
+    INSERT + durable COMMIT per row (:func:`run_writers`: wall seconds, latencies). Also called
+    by the engramdb suite, taking turns with its own writers."""
+    params = [insert_params(row) for row in rows]
+    per = len(params) // threads
+    conns = [psycopg.connect(uri) for _ in range(threads)]
+    try:
+        for conn in conns:
+            register_vector(conn)
+        return run_writers(
+            [
+                functools.partial(_insert_one_by_one, c, params[j * per : (j + 1) * per])
+                for j, c in enumerate(conns)
+            ]
+        )
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def concurrent_inserts(ctx: Context, uri: str, w: Workload) -> None:
     """``raw.insert.concurrent.t<T>``: T threads, each INSERT + durable COMMIT per row."""
     for threads, start, stop in concurrent_slices(ctx.config):
         rows = w.extra.rows(start, stop)
         if len(rows) < threads:
             continue
-        params = [insert_params(row) for row in rows]
-        per = len(params) // threads
-        conns = [psycopg.connect(uri) for _ in range(threads)]
-        try:
-            for conn in conns:
-                register_vector(conn)
-            ctx.log(f"{len(params)} x (INSERT + COMMIT) from {threads} thread(s)")
-            seconds, samples = run_writers(
-                [
-                    functools.partial(_insert_one_by_one, c, params[j * per : (j + 1) * per])
-                    for j, c in enumerate(conns)
-                ]
-            )
-        finally:
-            for conn in conns:
-                conn.close()
+        ctx.log(f"{len(rows)} x (INSERT + COMMIT) from {threads} thread(s)")
+        seconds, samples = concurrent_writers(uri, rows, threads)
         lat = LatencyStats.from_seconds(samples)
         ctx.throughput(
             f"raw.insert.concurrent.t{threads}",

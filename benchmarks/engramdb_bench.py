@@ -64,12 +64,21 @@ from .baseline import (
     RECALL_ANY,
     RECALL_SCOPED,
     best_plan,
+    concurrent_writers,
     insert_rows,
     plans_for,
     run_writers,
 )
 from .measure import LatencyStats, Timer, run_queries
-from .registry import Context, Measurement, bench, concurrent_slices, interleaved_slice
+from .registry import (
+    CONCURRENT_TURNS,
+    Context,
+    Measurement,
+    bench,
+    concurrent_slices,
+    interleaved_slice,
+    raw_concurrent_slices,
+)
 from .workload import COLUMNS, Memories, QuerySet, topic
 
 #: Issue 6 targets, checked per run and written as notes on the measurements.
@@ -480,20 +489,63 @@ def writes(ctx: Context, db: Engram, n_before: int) -> None:
         )
         n_before += len(batch)
 
-    # Concurrent writers sharing one connect() (its pool): does throughput scale?
+    # Concurrent writers sharing one connect() (its pool): does throughput scale? When the raw
+    # suite's table is still there, as many raw writers (rows new to that table) take turns
+    # with them, CONCURRENT_TURNS each: raw.insert.concurrent.t<T> was taken minutes earlier,
+    # and the commits' speed drifted enough between suites to halve or double the apparent
+    # scaling (1.36x at 2 threads in a report where, taking turns, both sides scaled ~2x).
     one_thread: float | None = None
+    raw_one_thread: float | None = None
+    raw_slices = {t: (start, stop) for t, start, stop in raw_concurrent_slices(cfg)}
     for threads, start, stop in concurrent_slices(cfg):
         batch = items(w.extra, start, stop)
         if len(batch) < threads:
             continue
-        per = len(batch) // threads
-        ctx.log(f"{len(batch)} x add() from {threads} thread(s)")
-        seconds, samples = run_writers(
-            [
-                functools.partial(add_one_by_one, db, batch[j * per : (j + 1) * per])
-                for j in range(threads)
-            ]
+        raw_rows = w.extra.rows(*raw_slices[threads]) if raw_uri is not None else []
+        turns = CONCURRENT_TURNS if raw_rows else 1
+        ctx.log(
+            f"{len(batch)} x add() from {threads} thread(s)"
+            + (f", taking turns with {len(raw_rows)} raw INSERT + COMMITs" if raw_rows else "")
         )
+        seconds, samples, raw_seconds, raw_samples = 0.0, [], 0.0, []
+        for turn in range(turns):
+            part = batch[turn * len(batch) // turns : (turn + 1) * len(batch) // turns]
+            per = len(part) // threads
+            took, got = run_writers(
+                [
+                    functools.partial(add_one_by_one, db, part[j * per : (j + 1) * per])
+                    for j in range(threads)
+                ]
+            )
+            seconds, samples = seconds + took, samples + got
+            if raw_rows and raw_uri is not None:
+                n_raw = len(raw_rows)
+                rows = raw_rows[turn * n_raw // turns : (turn + 1) * n_raw // turns]
+                took, got = concurrent_writers(raw_uri, rows, threads)
+                raw_seconds, raw_samples = raw_seconds + took, raw_samples + got
+        raw_name = f"raw.insert.concurrent.t{threads}"
+        if raw_samples:
+            raw_lat = LatencyStats.from_seconds(raw_samples)
+            raw_rate = len(raw_samples) / raw_seconds
+            raw_one_thread = raw_rate if threads == 1 else raw_one_thread
+            raw_name = f"raw.insert.concurrent.interleaved.t{threads}"
+            ctx.throughput(
+                raw_name,
+                len(raw_samples),
+                raw_seconds,
+                extra={
+                    "p50_ms": raw_lat.p50_ms,
+                    "p95_ms": raw_lat.p95_ms,
+                    "p99_ms": raw_lat.p99_ms,
+                    "speedup_vs_1_thread": (
+                        raw_rate / raw_one_thread if raw_one_thread else float("nan")
+                    ),
+                },
+                threads=threads,
+                turns=turns,
+                synchronous_commit="on",
+                what=f"raw INSERT + COMMIT per row, taking turns with {threads} engramdb writers",
+            )
         lat = LatencyStats.from_seconds(samples)
         rate = len(samples) / seconds
         one_thread = rate if threads == 1 else one_thread
@@ -501,7 +553,7 @@ def writes(ctx: Context, db: Engram, n_before: int) -> None:
             f"engramdb.add.concurrent.t{threads}",
             len(samples),
             seconds,
-            baseline=f"raw.insert.concurrent.t{threads}",
+            baseline=raw_name,
             extra={
                 "p50_ms": lat.p50_ms,
                 "p95_ms": lat.p95_ms,
@@ -509,6 +561,7 @@ def writes(ctx: Context, db: Engram, n_before: int) -> None:
                 "speedup_vs_1_thread": rate / one_thread if one_thread else float("nan"),
             },
             threads=threads,
+            turns=turns,
             pool_max_size=db.settings.pool_max_size,
         )
 

@@ -85,7 +85,7 @@ class RunConfig:
     def extra_rows(self) -> int:
         """Rows generated beyond ``n`` for the ingest-into-a-full-table measurements: COPY,
         executemany, then the single-row slices below, each written once per database."""
-        return max(stop for _, _, stop in concurrent_slices(self))
+        return max(stop for _, _, stop in raw_concurrent_slices(self))
 
     @property
     def spec(self) -> WorkloadSpec:
@@ -94,6 +94,8 @@ class RunConfig:
 
 #: Writer thread counts of the concurrent single-row write measurements.
 WRITER_THREADS: tuple[int, ...] = (1, 2, 4)
+#: Turns each side takes when engramdb's concurrent writers alternate with raw ones.
+CONCURRENT_TURNS = 2
 
 
 def single_insert_slice(cfg: RunConfig) -> tuple[int, int]:
@@ -115,14 +117,23 @@ def interleaved_slice(cfg: RunConfig) -> tuple[int, int]:
 def concurrent_slices(cfg: RunConfig) -> list[tuple[int, int, int]]:
     """``(threads, start, stop)``: the extra rows each concurrent-writer measurement writes.
 
-    One equal part per thread count (a multiple of every thread count, so each thread writes as
-    many rows), after every other slice: the raw suite and the engramdb suite, each in its own
+    One equal part per thread count (a multiple of every thread count times the turns, so each
+    thread writes as many rows in each turn), after every other slice: the raw suite and the engramdb suite, each in its own
     database, both write them for the first time.
     """
     per = min(cfg.insert_rows, cfg.executemany_rows // len(WRITER_THREADS))
-    per -= per % max(WRITER_THREADS)
+    per -= per % (max(WRITER_THREADS) * CONCURRENT_TURNS)
     start = interleaved_slice(cfg)[1]
     return [(t, start + j * per, start + (j + 1) * per) for j, t in enumerate(WRITER_THREADS)]
+
+
+def raw_concurrent_slices(cfg: RunConfig) -> list[tuple[int, int, int]]:
+    """``(threads, start, stop)``: the extra rows of ``raw.insert.concurrent.interleaved.t<T>``,
+    the raw writers taking turns with engramdb's concurrent ones. The raw table has written
+    :func:`concurrent_slices`' rows already, so these are the next ones, as many."""
+    slices = concurrent_slices(cfg)
+    offset = slices[-1][2] - slices[0][1]
+    return [(t, start + offset, stop + offset) for t, start, stop in slices]
 
 
 @dataclass

@@ -29,15 +29,17 @@ from benchmarks.baseline import (
 from benchmarks.engramdb_bench import best_raw_plan, open_db, run_import, write_jsonl
 from benchmarks.http_bench import BLOCK, _take_turns
 from benchmarks.registry import (
+    CONCURRENT_TURNS,
     Context,
     Measurement,
     RunConfig,
     concurrent_slices,
     interleaved_slice,
+    raw_concurrent_slices,
     single_insert_slice,
 )
 from benchmarks.server import quiesce
-from benchmarks.targets import Report, http_target
+from benchmarks.targets import Report, concurrency_table, http_target
 from benchmarks.workload import KINDS, Workload, WorkloadSpec, generate
 from pgvector.psycopg import register_vector
 
@@ -92,9 +94,11 @@ def test_write_slices_are_disjoint_and_split_evenly() -> None:
         assert len(single) == len(interleaved) == cfg.insert_rows
         seen: set[int] = {*bulk, *single, *interleaved}
         assert len(seen) == len(bulk) + 2 * cfg.insert_rows
-        for threads, start, stop in concurrent_slices(cfg):
+        # The engramdb suite's writers, then the raw writers that take turns with them (the
+        # raw suite wrote the first slices into its table), each split into as many turns.
+        for threads, start, stop in [*concurrent_slices(cfg), *raw_concurrent_slices(cfg)]:
             rows = range(start, stop)
-            assert len(rows) > 0 and len(rows) % threads == 0
+            assert len(rows) > 0 and len(rows) % (threads * CONCURRENT_TURNS) == 0
             assert seen.isdisjoint(rows)
             seen.update(rows)
         assert max(seen) + 1 == cfg.extra_rows
@@ -178,6 +182,24 @@ def test_the_http_target_takes_the_faster_raw_baseline() -> None:
     assert "0.90 ms" in verdict(*suite, *http, m("http.raw.search.c1.latency", 1.1))
     assert "0.70 ms" in verdict(*http, turns)
     assert verdict(*http) == "- HTTP: no http suite figures in this report"
+
+
+def test_the_concurrency_table_compares_with_the_raw_writers_that_took_turns() -> None:
+    def m(name: str, rate: float) -> dict[str, Any]:
+        return {"name": name, "metrics": {"rows_per_s": rate, "p50_ms": 1000 / rate}}
+
+    ours = [m("engramdb.add.concurrent.t1", 150), m("engramdb.add.concurrent.t2", 300)]
+    suite = [m("raw.insert.concurrent.t1", 300), m("raw.insert.concurrent.t2", 400)]
+    turns = [m("raw.insert.concurrent.interleaved.t1", 200),
+             m("raw.insert.concurrent.interleaved.t2", 400)]  # fmt: skip
+    lines = concurrency_table(Report({"measurements": [*ours, *suite, *turns]}))
+    one, two = lines[2].split(" | "), lines[3].split(" | ")
+    assert (one[4], one[7], two[4], two[7]) == ("200", "0.75x", "400", "0.75x")
+    assert (two[8], two[9]) == ("2x", "2x |")  # both sides' speedup with 2 writers
+    assert "took turns" in lines[-1] and "1 thread(s) 300, 2 thread(s) 400" in lines[-1]
+    # Without them (older reports, or no raw suite), the raw suite's own figures.
+    lines = concurrency_table(Report({"measurements": [*ours, *suite]}))
+    assert lines[2].split(" | ")[4] == "300" and "took turns" not in lines[-1]
 
 
 def test_best_raw_plan_is_the_fastest_accurate_one(workload: Workload) -> None:
