@@ -25,7 +25,10 @@ Measured, in this order, in a fresh database migrated by ``connect``:
    blocks alternating with the adds (both timed per row, summed); ``raw.insert.commit_per_row``
    (taken in the raw suite) when the raw suite did not run.
 5. ``engramdb.add.concurrent.t<T>``: ``add()`` from T threads sharing one ``connect()``.
-   Baseline: ``raw.insert.concurrent.t<T>`` (the same rows, T threads on T connections).
+   Baseline: ``raw.insert.concurrent.interleaved.t<T>``, T raw threads on T connections
+   inserting as many rows (new to the raw suite's table) in turns alternating with
+   engramdb's (``CONCURRENT_TURNS`` each); ``raw.insert.concurrent.t<T>`` (taken in the raw
+   suite) when the raw suite did not run.
 6. ``engramdb.session``: client RSS and the server's memory (PSS of every PostgreSQL process).
 7. ``engramdb.halfvec.*``: if the installed engramdb has a half-precision setting, the same
    import and searches with it (up to :data:`HALFVEC_MAX_N` memories). Baseline: the float32

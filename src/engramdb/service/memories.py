@@ -20,7 +20,14 @@ from ..models.common import json_size
 from ..models.kinds import validate_kind_data
 from ..models.planning import MemoryLink
 from ..models.security import AuditEntry
-from ..scoring import Candidate, Weights, distance_to_similarity, fuse, text_rank_to_score
+from ..scoring import (
+    Candidate,
+    Weights,
+    distance_to_similarity,
+    fuse,
+    one_list,
+    text_rank_to_score,
+)
 from ..store.base import MemoryQuery, NewMemory, RawHit, SearchSpec
 from .engine import Engine, content_hash, invalid_from_validation
 from .facts import MemoryGraph
@@ -639,6 +646,20 @@ class Memories:
         counted."""
         mode, top_k, threshold, explain = plan.mode, plan.top_k, plan.threshold, plan.explain
         metric = self._engine.settings.metric
+        w = plan.weights
+        if mode != "hybrid" and not explain and not (w.recency or w.importance):
+            # One list and nothing blended in: each hit scores its own similarity, as fuse
+            # would score it, and the threshold is a floor on that.
+            values = [(h.distance if mode == "vector" else h.text_rank) or 0.0 for h in raw]
+            found: builtins.list[SearchHit] = []
+            for i, score in one_list(values, mode, metric):
+                if threshold is not None and score < threshold:
+                    break  # best first: every later hit scores less
+                found.append(SearchHit(memory=raw[i].memory, score=score, scores={mode: score}))
+                if len(found) == top_k:
+                    break
+            self._engine.access.record(self._org, [h.memory.id for h in found])
+            return found
         # Candidates are keyed by their place in ``raw`` (the store returns each memory once):
         # keying them by id hashed each UUID five times a hit, in Python.
         cands = [
