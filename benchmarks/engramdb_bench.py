@@ -495,8 +495,8 @@ def writes(ctx: Context, db: Engram, n_before: int) -> None:
     # Concurrent writers sharing one connect() (its pool): does throughput scale? When the raw
     # suite's table is still there, as many raw writers (rows new to that table) take turns
     # with them, CONCURRENT_TURNS each: raw.insert.concurrent.t<T> was taken minutes earlier,
-    # and the commits' speed drifted enough between suites to halve or double the apparent
-    # scaling (1.36x at 2 threads in a report where, taking turns, both sides scaled ~2x).
+    # and the commits' speed drifts that much between suites (one report read engramdb's 2
+    # writers at 1.36x against raw's 1.9x; taking turns, both sides scale about alike).
     one_thread: float | None = None
     raw_one_thread: float | None = None
     raw_slices = {t: (start, stop) for t, start, stop in raw_concurrent_slices(cfg)}

@@ -118,8 +118,8 @@ def concurrent_slices(cfg: RunConfig) -> list[tuple[int, int, int]]:
     """``(threads, start, stop)``: the extra rows each concurrent-writer measurement writes.
 
     One equal part per thread count (a multiple of every thread count times the turns, so each
-    thread writes as many rows in each turn), after every other slice: the raw suite and the engramdb suite, each in its own
-    database, both write them for the first time.
+    thread writes as many rows in each turn), after every other slice: the raw suite and the
+    engramdb suite, each in its own database, both write them for the first time.
     """
     per = min(cfg.insert_rows, cfg.executemany_rows // len(WRITER_THREADS))
     per -= per % (max(WRITER_THREADS) * CONCURRENT_TURNS)
