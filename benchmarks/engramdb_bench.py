@@ -30,6 +30,9 @@ Measured, in this order, in a fresh database migrated by ``connect``:
    engramdb's (``CONCURRENT_TURNS`` each); ``raw.insert.concurrent.t<T>`` (taken in the raw
    suite) when the raw suite did not run.
 6. ``engramdb.session``: client RSS and the server's memory (PSS of every PostgreSQL process).
+   ``engramdb.first.search.<bucket>``: the searches of step 2 (up to :data:`SIDE_QUERIES` per
+   bucket), each the first of its filter's value (no plan choice remembered), which counts the
+   filter's rows in its statement. Baseline: ``engramdb.search.<bucket>``.
 7. ``engramdb.halfvec.*``: if the installed engramdb has a half-precision setting, the same
    import and searches with it (up to :data:`HALFVEC_MAX_N` memories). Baseline: the float32
    figures of step 1 and 2.
@@ -386,6 +389,32 @@ def searches(ctx: Context, db: Engram, prefix: str = "engramdb", **extra: Any) -
             ctx.log(f"{m.name}: {note}")
 
 
+def first_searches(ctx: Context, uri: str) -> None:
+    """Every search the first of its filter's value: the store remembers no plan choice
+    (``search_plan_cache_seconds=0``), so each search counts its filter's rows in its statement,
+    as the first search of a user or agent does in a service with many of them."""
+    cfg, w = ctx.config, ctx.workload
+    db = open_db(uri, cfg.dim, search_plan_cache_seconds=0)
+    try:
+        for qs in w.query_sets:
+            count = min(len(qs), SIDE_QUERIES)
+            result = run_queries(
+                vector_searcher(db, qs, cfg.k), w, qs, warmup=cfg.warmup, limit=count
+            )
+            m = ctx.latency(
+                f"engramdb.first.search.{qs.name}",
+                result,
+                baseline=f"engramdb.search.{qs.name}",
+                query_set=qs.name,
+                selectivity=qs.selectivity,
+                plan="engramdb, no plan remembered",
+            )
+            base, _ = best_raw_plan(ctx, qs)
+            m.notes.extend(search_targets(m, qs, base, ctx.find(f"raw.search.{qs.name}.rows")))
+    finally:
+        db.close()
+
+
 def hybrid_searches(ctx: Context, db: Engram) -> None:
     """Vector + words (rank fusion) for reference: the query text names the query's topic."""
     cfg, w = ctx.config, ctx.workload
@@ -734,4 +763,5 @@ def engramdb_suite(ctx: Context) -> None:
         )
         if not math.isnan(server):
             ctx.log(f"server PSS {server:.0f} MB; client RSS {rss_after:.0f} MB")
+        first_searches(ctx, uri)
         halfvec_variant(ctx, jsonl)

@@ -309,11 +309,13 @@ def http_target(r: Report) -> list[str]:
 
 
 def other_table(r: Report) -> list[str]:
-    """Hybrid, half precision, memory and sizes: for reference, no target."""
+    """Hybrid, first searches, half precision, memory and sizes: for reference, no target."""
     lines = ["| measurement | p50 ms | p95 ms | p99 ms | recall@10 | compared with | ratio |"]
     lines.append("|---|---|---|---|---|---|---|")
     for m in r.data["measurements"]:
-        if not m["name"].startswith(("engramdb.hybrid.", "engramdb.halfvec.search.")):
+        if not m["name"].startswith(
+            ("engramdb.hybrid.", "engramdb.first.search.", "engramdb.halfvec.search.")
+        ):
             continue
         x = m["metrics"]
         recall = x.get("recall", m["params"].get("vector_recall"))

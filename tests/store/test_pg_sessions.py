@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -173,8 +174,9 @@ def test_sessions_send_what_differs_and_forget_after_failures() -> None:
 
 def test_the_store_takes_connections_only_where_it_sets_their_tenant() -> None:
     """A pooled connection keeps the last tenant it was given, so the store must never use one
-    without naming its own: every checkout from a pool is in _tx or _round_trip (or, for the
-    asynchronous pool, aio.py's _round_trip)."""
+    without naming its own: every checkout from a pool is in _tx or _round_trip, or in
+    generic_rows, whose EXPLAIN goes as a simple query after its own settings (or, for the
+    asynchronous pool, aio.py's _round_trip and _generic_rows)."""
     where: list[str] = []
     for path in sorted(Path(postgres_store.__file__).parent.glob("*.py")):
         tree = ast.parse(path.read_text())
@@ -190,6 +192,48 @@ def test_the_store_takes_connections_only_where_it_sets_their_tenant() -> None:
                     and node.func.value.attr in ("pool", "_pool")
                 ):
                     where.append(f"{path.name}:{fn.name}")
-    assert sorted(set(where)) == ["aio.py:_round_trip", "store.py:_round_trip", "store.py:_tx"], (
-        where
-    )
+    assert sorted(set(where)) == [
+        "aio.py:_generic_rows",
+        "aio.py:_round_trip",
+        "store.py:_round_trip",
+        "store.py:_tx",
+        "store.py:generic_rows",
+    ], where
+
+
+def test_generic_plans_are_judged_under_row_level_security(pg_url: str, app_db: Engram) -> None:
+    """As the server's role (row-level security in force, not the table's owner), on a
+    connection that last served another tenant: a filter's generic estimate (plans.py) is read,
+    so a rare kind is planned for its value and one user's filter keeps a generic plan, and
+    both find their memories."""
+    store = app_db.engine.store
+    assert isinstance(store, PostgresStore)
+    acme = app_db.for_organization("acme")
+    acme.memories.add_many(
+        [{"content": f"note {i}", "user_id": f"u{i % 200}", "embedding": _vec(i)} for i in range(400)]
+        + [{"content": f"decision {i}", "kind": "decision", "embedding": _vec(900 + i)}
+           for i in range(4)]
+    )  # fmt: skip
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ANALYZE memories")
+    modes: list[str | None] = []
+    original = store._round_trip
+
+    def spy(org, query, params, local=None, **kw):  # type: ignore[no-untyped-def]
+        if local and "plan_cache_mode" in local:
+            modes.append(local["plan_cache_mode"])
+        return original(org, query, params, local, **kw)
+
+    # The one connection last served another tenant, which holds no rows.
+    _shown(store, "globex", ORG_SETTING)
+    store._round_trip = spy  # type: ignore[method-assign]
+    try:
+        for _ in range(2):
+            hits = acme.memories.search(embedding=_vec(7), mode="vector", kind="decision")
+            assert sorted(h.memory.content for h in hits) == [f"decision {i}" for i in range(4)]
+        for _ in range(2):
+            hits = acme.memories.search(embedding=_vec(7), mode="vector", user_id="u3")
+            assert sorted(h.memory.content for h in hits) == ["note 203", "note 3"]
+    finally:
+        del store._round_trip
+    assert modes == ["force_custom_plan"] * 2 + ["force_generic_plan"] * 2

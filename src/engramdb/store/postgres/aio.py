@@ -12,16 +12,19 @@ Asynchronous connections belong to the loop that made them, so this pool is open
 ``None``, and the caller runs the synchronous search in a thread, whenever this path cannot
 serve a search without blocking or without that loop: the pool is not open, the running loop
 is another one, or the statement needs something the store has not read yet (the vector
-space's index, the table's size).
+space's index, the table's size). PostgreSQL's generic estimate of a filter's rows, which the
+statement needs once per filter shape (plans.py), is read here, on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import set_json_dumps, set_json_loads
@@ -30,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from ...models.common import dumps_json, loads_json
 from ..base import RawHit, SearchSpec
 from .errors import translate_errors
+from .plans import GENERIC_PLAN_SINCE
 from .session import Sessions, pairs, set_config_sql, split_settings
 from .vectors import register_numpy_dumper
 
@@ -37,6 +41,16 @@ if TYPE_CHECKING:
     from .store import PostgresStore
 
 __all__ = ["AsyncSearches"]
+
+log = logging.getLogger(__name__)
+
+
+class _NotKnown(Exception):
+    """The statement needs PostgreSQL's generic estimate of ``where``, not yet read."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
 
 
 class AsyncSearches:
@@ -126,7 +140,19 @@ class AsyncSearches:
         table_rows = store.known_table_rows()
         if table_rows is None:
             return None
-        statement = store.search_statement(org, spec, lambda: table_rows)
+
+        def generic_rows(where: str) -> float:
+            rows = store.known_generic_rows(where)
+            if rows is None:
+                raise _NotKnown(where)
+            return rows
+
+        while True:
+            try:
+                statement = store.search_statement(org, spec, lambda: table_rows, generic_rows)
+                break
+            except _NotKnown as missing:  # a filter's estimate, read here (once per shape)
+                await self._generic_rows(org, missing.where)
         if statement is None:
             return []
         rows = await self._round_trip(
@@ -134,6 +160,27 @@ class AsyncSearches:
         )
         self.served += 1
         return store.search_hits(statement, rows)
+
+    async def _generic_rows(self, org: str, where: str) -> None:
+        """``PostgresStore.generic_rows`` on an asynchronous connection."""
+        assert self._pool is not None
+        explained = None
+        with translate_errors():
+            async with self._pool.connection() as conn:
+                if conn.info.server_version >= GENERIC_PLAN_SINCE:
+                    send = self._sessions.changes(conn, split_settings(org, None)[0])
+                    try:
+                        if send:
+                            await conn.execute(set_config_sql(len(send), 0), pairs(send))
+                            self._sessions.committed(conn, send)
+                        cur = conn.cursor(row_factory=tuple_row)
+                        await cur.execute(self._store.generic_rows_statement(where))
+                        row = await cur.fetchone()
+                        explained = None if row is None else row[0]
+                    except psycopg.Error as exc:
+                        self._sessions.forget(conn)
+                        log.warning("no generic estimate for a search's filter: %s", exc)
+        self._store.remember_generic_rows(where, explained)
 
     async def _round_trip(
         self,
