@@ -748,6 +748,7 @@ def engramdb_suite(ctx: Context) -> None:
                 hybrid_searches(ctx, db)
                 rss_after = rss_mb()
                 server = server_pss_mb(uri)
+                first_searches(ctx, uri)  # before the writes: the ground truth is the base rows'
                 writes(ctx, db, len(w.base))
             finally:
                 db.close()
@@ -763,5 +764,4 @@ def engramdb_suite(ctx: Context) -> None:
         )
         if not math.isnan(server):
             ctx.log(f"server PSS {server:.0f} MB; client RSS {rss_after:.0f} MB")
-        first_searches(ctx, uri)
         halfvec_variant(ctx, jsonl)
