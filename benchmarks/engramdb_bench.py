@@ -389,28 +389,33 @@ def searches(ctx: Context, db: Engram, prefix: str = "engramdb", **extra: Any) -
             ctx.log(f"{m.name}: {note}")
 
 
+def side_searches(ctx: Context, db: Engram, prefix: str, **params: Any) -> None:
+    """``<prefix>.search.<bucket>``: up to :data:`SIDE_QUERIES` searches of every bucket on a
+    variant of the store, compared with ``engramdb.search.<bucket>`` (and, in the notes, with
+    the raw plans)."""
+    cfg, w = ctx.config, ctx.workload
+    for qs in w.query_sets:
+        count = min(len(qs), SIDE_QUERIES)
+        result = run_queries(vector_searcher(db, qs, cfg.k), w, qs, warmup=cfg.warmup, limit=count)
+        m = ctx.latency(
+            f"{prefix}.search.{qs.name}",
+            result,
+            baseline=f"engramdb.search.{qs.name}",
+            query_set=qs.name,
+            selectivity=qs.selectivity,
+            **params,
+        )
+        base, _ = best_raw_plan(ctx, qs)
+        m.notes.extend(search_targets(m, qs, base, ctx.find(f"raw.search.{qs.name}.rows")))
+
+
 def first_searches(ctx: Context, uri: str) -> None:
     """Every search the first of its filter's value: the store remembers no plan choice
     (``search_plan_cache_seconds=0``), so each search counts its filter's rows in its statement,
     as the first search of a user or agent does in a service with many of them."""
-    cfg, w = ctx.config, ctx.workload
-    db = open_db(uri, cfg.dim, search_plan_cache_seconds=0)
+    db = open_db(uri, ctx.config.dim, search_plan_cache_seconds=0)
     try:
-        for qs in w.query_sets:
-            count = min(len(qs), SIDE_QUERIES)
-            result = run_queries(
-                vector_searcher(db, qs, cfg.k), w, qs, warmup=cfg.warmup, limit=count
-            )
-            m = ctx.latency(
-                f"engramdb.first.search.{qs.name}",
-                result,
-                baseline=f"engramdb.search.{qs.name}",
-                query_set=qs.name,
-                selectivity=qs.selectivity,
-                plan="engramdb, no plan remembered",
-            )
-            base, _ = best_raw_plan(ctx, qs)
-            m.notes.extend(search_targets(m, qs, base, ctx.find(f"raw.search.{qs.name}.rows")))
+        side_searches(ctx, db, "engramdb.first", plan="engramdb, no plan remembered")
     finally:
         db.close()
 
@@ -646,22 +651,7 @@ def halfvec_variant(ctx: Context, jsonl: Path) -> None:
     )
     db = open_db(uri, cfg.dim, **overrides)
     try:
-        for qs in w.query_sets:
-            count = min(len(qs), SIDE_QUERIES)
-            result = run_queries(
-                vector_searcher(db, qs, cfg.k), w, qs, warmup=cfg.warmup, limit=count
-            )
-            m = ctx.latency(
-                f"engramdb.halfvec.search.{qs.name}",
-                result,
-                baseline=f"engramdb.search.{qs.name}",
-                query_set=qs.name,
-                selectivity=qs.selectivity,
-                plan="engramdb halfvec",
-                **overrides,
-            )
-            base, _ = best_raw_plan(ctx, qs)
-            m.notes.extend(search_targets(m, qs, base, ctx.find(f"raw.search.{qs.name}.rows")))
+        side_searches(ctx, db, "engramdb.halfvec", plan="engramdb halfvec", **overrides)
     finally:
         db.close()
 
