@@ -7,8 +7,6 @@ thousand rows. Ground truth is brute-force cosine in numpy.
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections import Counter
 from typing import Any
 
@@ -21,6 +19,7 @@ from psycopg import sql
 from engramdb import Engram, Settings, connect
 from engramdb.embeddings.none import NoEmbedder
 from engramdb.store.postgres import PostgresStore
+from engramdb.store.postgres.plans import numbered
 from engramdb.store.postgres.store import scaled_ef_search
 from tests.conftest import TEST_DIMENSIONS
 from tests.perf.conftest import EXACT_MAX_ROWS, open_loaded
@@ -270,8 +269,7 @@ def _explain(url: str, query: Any, params: list[Any], local: dict[str, str], gen
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         if generic:
             # EXPLAIN (GENERIC_PLAN) takes $n placeholders and no values.
-            numbers = itertools.count(1)
-            text = re.sub("%[sb]", lambda _: f"${next(numbers)}", query.as_string())
+            text = numbered(query.as_string())
             rows = conn.execute(f"EXPLAIN (GENERIC_PLAN) {text}").fetchall()  # type: ignore[call-overload]
         else:
             rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
@@ -365,22 +363,11 @@ def test_the_graph_is_used_on_a_table_never_analyzed(pg_url: str, workload: Work
 
     def plan(settings: dict[str, str], generic: bool = False) -> str:
         with psycopg.connect(pg_url) as conn:
-            register_vector(conn)
             never = conn.execute(
                 "SELECT reltuples FROM pg_class WHERE relname = 'memories'"
             ).fetchone()
             assert never == (-1.0,)  # the table has never been analyzed
-            for name, value in settings.items():
-                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-            if generic:
-                # EXPLAIN (GENERIC_PLAN) takes $n placeholders and no values.
-                numbers = itertools.count(1)
-                text = re.sub("%[sb]", lambda _: f"${next(numbers)}", query.as_string())
-                explain = f"EXPLAIN (GENERIC_PLAN) {text}"
-                rows = conn.execute(explain).fetchall()  # type: ignore[call-overload]
-            else:
-                rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
-            return "\n".join(r[0] for r in rows)
+        return _explain(pg_url, query, params, settings, generic)
 
     assert "Index Scan using memories_embedding_" in plan(local)
     # The case is real: left to itself the planner sorts every row here.

@@ -33,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from ...models.common import dumps_json, loads_json
 from ..base import RawHit, SearchSpec
 from .errors import translate_errors
-from .plans import GENERIC_PLAN_SINCE
+from .plans import GENERIC_PLAN_SINCE, estimate_statement
 from .session import Sessions, pairs, set_config_sql, split_settings
 from .vectors import register_numpy_dumper
 
@@ -174,7 +174,7 @@ class AsyncSearches:
                             await conn.execute(set_config_sql(len(send), 0), pairs(send))
                             self._sessions.committed(conn, send)
                         cur = conn.cursor(row_factory=tuple_row)
-                        await cur.execute(self._store.generic_rows_statement(where))
+                        await cur.execute(estimate_statement(where))
                         row = await cur.fetchone()
                         explained = None if row is None else row[0]
                     except psycopg.Error as exc:

@@ -50,7 +50,7 @@ from .aio import AsyncSearches
 from .compile import ACCESS_EXPRESSIONS, access_expression, compile_query, compile_scope
 from .errors import translate_errors
 from .notify import KeyChangeListener
-from .plans import GENERIC_PLAN_SINCE, generic_plan_fits, numbered, plan_rows
+from .plans import GENERIC_PLAN_SINCE, estimate_statement, generic_plan_fits, plan_rows
 from .resources import PostgresResources
 from .security import AUDIT_INSERT, SecurityMixin, audit_values
 from .session import ORG_SETTING, TRACKED, Sessions, pairs, set_config_sql, split_settings
@@ -257,8 +257,6 @@ _TABLE_ROWS = sql.SQL(
     "SELECT greatest(c.reltuples, coalesce(s.n_live_tup, 0), 0)::float8 AS n FROM pg_class c "
     "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = 'memories'::regclass"
 )
-#: PostgreSQL's estimate of a filter's rows, planned without its values (plans.py).
-_EXPLAIN_GENERIC = "EXPLAIN (GENERIC_PLAN, FORMAT JSON) SELECT FROM memories m WHERE "
 
 
 @dataclass(frozen=True, slots=True)
@@ -1221,18 +1219,13 @@ class PostgresStore(SecurityMixin, PostgresResources):
                         conn.execute(set_config_sql(len(send), 0), pairs(send))
                         self._sessions.committed(conn, send)
                     cur = conn.cursor(row_factory=tuple_row)
-                    row = cur.execute(self.generic_rows_statement(where)).fetchone()
+                    row = cur.execute(estimate_statement(where)).fetchone()
                     explained = None if row is None else row[0]
                 except psycopg.Error as exc:
                     # Not worth failing a search over: it is planned for its values instead.
                     self._sessions.forget(conn)
                     log.warning("no generic estimate for a search's filter: %s", exc)
         return self.remember_generic_rows(where, explained)
-
-    def generic_rows_statement(self, where: str) -> str:
-        """The EXPLAIN :meth:`generic_rows` reads; sent without parameters (a simple query), as
-        its placeholders have no values."""
-        return _EXPLAIN_GENERIC + numbered(where)
 
     def remember_generic_rows(self, where: str, explained: Any) -> float:
         """Keeps what the EXPLAIN answered of ``where`` (``None``: nothing) and returns it."""
