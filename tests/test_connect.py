@@ -252,3 +252,16 @@ def test_settings_from_env() -> None:
     assert s.hnsw_ef_search == 200
     assert s.auto_migrate is False
     assert s.data_dir == Path("~/mem").expanduser()
+
+
+def test_the_embedder_can_be_named_as_in_the_setting(tmp_path: Path) -> None:
+    # connect(embedder="hash") is the documented form; the name used to be taken for an
+    # Embedder object and fail at the first add.
+    with engramdb.connect(
+        f"sqlite:///{tmp_path / 'named.db'}", embedder="hash", embedding_dimensions=32
+    ) as db:
+        assert db.embedder.dimensions == 32
+        assert db.embedder.model == HashEmbedder(32).model
+        m = db.memories.add("named embedders work", agent_id="a")
+        hits = db.memories.search("named embedders", agent_id="a", mode="vector")
+        assert [h.memory.id for h in hits] == [m.id]

@@ -185,7 +185,7 @@ def connect(
     *,
     api_key: str | None = None,
     organization: str | None = None,
-    embedder: Embedder | None = None,
+    embedder: Embedder | str | None = None,
     settings: Settings | None = None,
     **options: Any,
 ) -> Engram:
@@ -195,6 +195,7 @@ def connect(
     ``sqlite://:memory:``, or ``http(s)://host:port`` for a remote engramdb server (with
     ``api_key``). Without ``settings``, ``ENGRAMDB_*`` environment variables are read here;
     ``options`` override single settings (``embedder="hash"``, ``data_dir=…``, …).
+    ``embedder`` is an :class:`Embedder` object, or the name of one as in the setting.
     """
     if url is not None and url.startswith(("http://", "https://")):
         from .client import connect_remote
@@ -204,6 +205,10 @@ def connect(
         return remote  # type: ignore[no-any-return]
     base = settings if settings is not None else Settings.from_env()
     changes: dict[str, Any] = dict(options)
+    if isinstance(embedder, str):
+        # The setting's name shares the keyword with the object: a name is the setting.
+        changes["embedder"] = embedder
+        embedder = None
     if url is not None:
         changes["database_url"] = url
     if organization is not None:
