@@ -63,7 +63,7 @@ from pgvector.psycopg import register_vector
 
 from engramdb import Engram, Settings, connect
 from engramdb.embeddings.hashing import HashEmbedder
-from engramdb.store.postgres.store import scaled_ef_search
+from engramdb.store.postgres.search import scaled_ef_search
 
 from .baseline import (
     RAW_URI,

@@ -20,7 +20,7 @@ from engramdb import Engram, Settings, connect
 from engramdb.embeddings.none import NoEmbedder
 from engramdb.store.postgres import PostgresStore
 from engramdb.store.postgres.plans import numbered
-from engramdb.store.postgres.store import scaled_ef_search
+from engramdb.store.postgres.search import scaled_ef_search
 from tests.conftest import TEST_DIMENSIONS
 from tests.perf.conftest import EXACT_MAX_ROWS, open_loaded
 from tests.perf.workload import Workload, queries

@@ -195,9 +195,9 @@ def test_the_store_takes_connections_only_where_it_sets_their_tenant() -> None:
     assert sorted(set(where)) == [
         "aio.py:_generic_rows",
         "aio.py:_round_trip",
+        "search.py:generic_rows",
         "store.py:_round_trip",
         "store.py:_tx",
-        "store.py:generic_rows",
     ], where
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from ...errors import Conflict, NotFound
 from ...models.blocks import ResourceVersion
 from ..resources import R, ResourceSpec, Where
+from .core import StoreCore
 
 if TYPE_CHECKING:
     import psycopg
@@ -75,14 +76,8 @@ def _where(spec: ResourceSpec[Any], where: Sequence[Where], params: list[Any]) -
     return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
 
 
-class PostgresResources:
+class PostgresResources(StoreCore):
     """Mixed into :class:`PostgresStore`; relies on its ``_tx`` (transaction with tenant set)."""
-
-    if TYPE_CHECKING:
-
-        def _tx(
-            self, org: str | None
-        ) -> AbstractContextManager[psycopg.Cursor[dict[str, Any]]]: ...
 
     @contextmanager
     def _rtx(self, org: str, spec: ResourceSpec[Any]) -> Iterator[psycopg.Cursor[dict[str, Any]]]:

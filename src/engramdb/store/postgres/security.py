@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from ..security import KEY_FIELDS as _KEY_FIELDS
 from ..security import ORG_COLUMNS as _ORG_COLS
 from ..security import USAGE_FIELDS as _USAGE_FIELDS
 from ..security import KeyWatch
+from .core import StoreCore
 from .notify import KeyChangeListener, Subscription
 
 __all__ = ["SecurityMixin"]
@@ -95,25 +95,13 @@ def audit_values(entry: AuditEntry) -> list[Any]:
     ]
 
 
-class SecurityMixin:
+class SecurityMixin(StoreCore):
     """Mixed into PostgresStore; every tenant statement runs under the organization's setting."""
 
     if TYPE_CHECKING:
         url: str
         _listener: KeyChangeListener | None
         _listener_lock: threading.Lock
-
-        def _tx(self, org: str | None) -> AbstractContextManager[Cursor]: ...
-
-        def _round_trip(
-            self,
-            org: str | None,
-            query: sql.SQL | sql.Composed,
-            params: Sequence[Any],
-            local: Mapping[str, str] | None = None,
-            *,
-            prepare: bool | None = None,
-        ) -> list[dict[str, Any]]: ...
 
     # -- organizations ---------------------------------------------------------------------------
 
