@@ -6,6 +6,8 @@ failed statement leaves nothing assumed."""
 from __future__ import annotations
 
 import ast
+import asyncio
+import math
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +239,33 @@ def test_generic_plans_are_judged_under_row_level_security(pg_url: str, app_db: 
     finally:
         del store._round_trip
     assert modes == ["force_custom_plan"] * 2 + ["force_generic_plan"] * 2
+
+
+def test_a_filters_estimate_is_read_again_and_again_on_one_connection(app_db: Engram) -> None:
+    """A filter's generic estimate expires (``search_plan_cache_seconds``) and is read again,
+    on whatever pooled connection comes; here always the same one, by the synchronous and the
+    asynchronous path. psycopg prepares a statement run more than ``prepare_threshold`` times on
+    a connection, and a prepared ``EXPLAIN (GENERIC_PLAN)`` wants values for its placeholders:
+    from its third reading on a connection the estimate failed, every search of that filter was
+    planned for its values again, and a warning was logged each time."""
+    store = app_db.engine.store
+    assert isinstance(store, PostgresStore)
+    where = "m.organization_id = %s AND m.user_id = %s AND m.deleted_at IS NULL"
+    read: list[float | None] = []
+    for _ in range(4):
+        store._generic_rows.clear()
+        read.append(store.generic_rows("acme", where))
+
+    async def on_the_loop() -> None:
+        assert await store.open_async()
+        try:
+            for _ in range(4):
+                store._generic_rows.clear()
+                await store._async._generic_rows("acme", where)
+                read.append(store.known_generic_rows(where))
+        finally:
+            await store.close_async()
+
+    asyncio.run(on_the_loop())
+    assert len(read) == 8
+    assert all(r is not None and math.isfinite(r) for r in read), read

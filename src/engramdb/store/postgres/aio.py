@@ -174,7 +174,8 @@ class AsyncSearches:
                             await conn.execute(set_config_sql(len(send), 0), pairs(send))
                             self._sessions.committed(conn, send)
                         cur = conn.cursor(row_factory=tuple_row)
-                        await cur.execute(estimate_statement(where))
+                        # Never prepared, as in PostgresStore.generic_rows.
+                        await cur.execute(estimate_statement(where), prepare=False)
                         row = await cur.fetchone()
                         explained = None if row is None else row[0]
                     except psycopg.Error as exc:

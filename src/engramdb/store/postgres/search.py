@@ -158,7 +158,9 @@ class SearchMixin(StoreCore):
                         conn.execute(set_config_sql(len(send), 0), pairs(send))
                         self._sessions.committed(conn, send)
                     cur = conn.cursor(row_factory=tuple_row)
-                    row = cur.execute(estimate_statement(where)).fetchone()
+                    # Never prepared: a prepared EXPLAIN (GENERIC_PLAN) wants values for its
+                    # placeholders (psycopg prepares a statement run prepare_threshold times).
+                    row = cur.execute(estimate_statement(where), prepare=False).fetchone()
                     explained = None if row is None else row[0]
                 except psycopg.Error as exc:
                     # Not worth failing a search over: it is planned for its values instead.
