@@ -66,15 +66,17 @@ class Settings:
     # >= 0.98 at 1M. A graph walk needs more candidates as the graph grows: the ef_search
     # values are for a table of hnsw_ef_search_reference_rows rows and are multiplied by
     # (rows / reference) ** growth beyond it, up to pgvector's 1000. Unfiltered, recall@10 ~0.99
-    # took ef_search 40 at 100,000 rows, ~100 at 300,000 and ~300 at 1M (growth 0.875: 40, 105,
-    # 300). Broad filters keep 100 growing with the square root (316 at 1M: recall@10 0.990 for
-    # a user with 11% of a million rows). A reference of None or 0 keeps the values fixed.
+    # took ef_search 40 at 100,000 rows and ~100 at 300,000; at 1M, 300 gave 0.975-0.983 over
+    # two builds of the graph (the target is 0.98) and 400 gave 0.985 (growth 1.0: 40, 120,
+    # 400). Broad filters: 100 at 100,000; at 1M, 316 gave 0.988-0.990 for a user with 11% of
+    # the rows (target 0.99) and 400 gave 0.998, for 0.2-1 ms more p50 (growth 0.6: 193 at
+    # 300,000, 398 at 1M). A reference of None or 0 keeps the values fixed.
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
     hnsw_ef_search: int = 40  # unfiltered searches
-    hnsw_ef_search_growth: float = 0.875
+    hnsw_ef_search_growth: float = 1.0
     hnsw_filtered_ef_search: int = 100  # filtered searches that use the index (broad filters)
-    hnsw_filtered_ef_search_growth: float = 0.5
+    hnsw_filtered_ef_search_growth: float = 0.6
     hnsw_ef_search_reference_rows: int | None = 100_000
     hnsw_max_scan_tuples: int | None = None  # iterative-scan bounds; None keeps pgvector's
     hnsw_scan_mem_multiplier: int | None = None

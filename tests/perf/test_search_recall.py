@@ -171,26 +171,27 @@ def test_candidate_list_grows_with_the_table() -> None:
     assert scaled_ef_search(100, 1e9, 100_000) == 1000  # pgvector's ceiling
     assert scaled_ef_search(100, 1_000_000, None) == 100  # scaling off
     assert scaled_ef_search(100, 1_000_000, 0) == 100
-    # The unfiltered defaults: 40 up to 100,000 rows, 105 at 300,000, 300 at a million.
+    # The defaults: unfiltered 40 up to 100,000 rows, 120 at 300,000, 400 at a million;
+    # broad filters 100 up to 100,000, 193 at 300,000, 398 at a million.
     s = Settings()
+    sizes = (10_000, 100_000, 300_000, 1_000_000)
+    reference = s.hnsw_ef_search_reference_rows
     grown = [
-        scaled_ef_search(
-            s.hnsw_ef_search, n, s.hnsw_ef_search_reference_rows, s.hnsw_ef_search_growth
-        )
-        for n in (10_000, 100_000, 300_000, 1_000_000)
+        scaled_ef_search(s.hnsw_ef_search, n, reference, s.hnsw_ef_search_growth) for n in sizes
     ]
-    assert grown == [40, 40, 105, 300]
-    filtered = scaled_ef_search(
-        s.hnsw_filtered_ef_search, 1_000_000, s.hnsw_ef_search_reference_rows,
-        s.hnsw_filtered_ef_search_growth,
-    )  # fmt: skip
-    assert filtered == 316
+    assert grown == [40, 40, 120, 400]
+    filtered = [
+        scaled_ef_search(s.hnsw_filtered_ef_search, n, reference, s.hnsw_filtered_ef_search_growth)
+        for n in sizes
+    ]
+    assert filtered == [100, 100, 193, 398]
 
 
 def test_searches_use_the_scaled_candidate_list(pg_url: str, workload: Workload) -> None:
     db = open_loaded(
         pg_url, workload, hnsw_ef_search=20, hnsw_filtered_ef_search=30,
         hnsw_ef_search_reference_rows=1000, hnsw_ef_search_growth=0.875,
+        hnsw_filtered_ef_search_growth=0.5,
     )  # fmt: skip
     try:
         store = db.engine.store
