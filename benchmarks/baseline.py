@@ -47,6 +47,7 @@ from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
 from engramdb.settings import Settings
+from engramdb.store.postgres.spaces import index_name
 
 from .measure import LatencyStats, SearchResult, Timer, run_queries
 from .registry import (
@@ -196,27 +197,52 @@ def plans_for(qs: QuerySet) -> list[Plan]:
     return [p for p in plans if target >= p.min_selectivity]
 
 
-def search_sql(column: str | None, *, exact: bool) -> str:
+@dataclass(frozen=True)
+class Table:
+    """Where the raw SQL runs: the raw suite's plain table, or engramdb's (:func:`engramdb_table`)."""
+
+    #: The vector as the HNSW index sees it, ``{alias}`` standing for ``m.`` or nothing.
+    vector: str = "{alias}embedding"
+    #: Conditions before the scope's (engramdb's HNSW indexes are partial, one per space).
+    where: str = ""
+    hnsw_index: str = HNSW_INDEX
+
+
+RAW_TABLE = Table()
+
+
+def engramdb_table(dim: int) -> Table:
+    """engramdb's ``memories`` table, reached by raw SQL through its space's HNSW index: the
+    expression and the predicate of that partial index, and its name."""
+    return Table(
+        vector=f"({{alias}}embedding::vector({dim}))",
+        where=f"embedding_dim = {dim} AND ",
+        hnsw_index=index_name(dim, "cosine", "vector"),
+    )
+
+
+def search_sql(column: str | None, *, exact: bool, table: Table = RAW_TABLE) -> str:
     """Top-k SQL; parameters are (query vector, organization, [filter value], k).
 
     ``column`` comes from the workload's fixed set of column names, never from user input.
     """
-    where = "organization_id = %s" + (f" AND {column} = %s" if column else "")
+    where = table.where + "organization_id = %s" + (f" AND {column} = %s" if column else "")
+    vector = table.vector.format(alias="")
     if exact:
         # A CTE scan cannot feed an index-ordered scan, so this is a true exact top-k over
         # whatever rows the filter selects; only (id, distance) are materialized, not vectors.
         return (
             "WITH c AS MATERIALIZED ("
-            f"SELECT id, embedding <=> %b AS distance FROM memories WHERE {where}"
+            f"SELECT id, {vector} <=> %b AS distance FROM memories WHERE {where}"
             ") SELECT id, distance FROM c ORDER BY distance LIMIT %s"
         )
     return (
-        "SELECT id, embedding <=> %b AS distance FROM memories"
+        f"SELECT id, {vector} <=> %b AS distance FROM memories"
         f" WHERE {where} ORDER BY distance LIMIT %s"
     )
 
 
-def rows_sql(column: str | None, *, exact: bool) -> str:
+def rows_sql(column: str | None, *, exact: bool, table: Table = RAW_TABLE) -> str:
     """:func:`search_sql` returning :data:`ROW_COLUMNS` too (same parameters).
 
     The exact form keeps materializing only ``(id, distance)`` for the filter's rows and reads
@@ -225,13 +251,13 @@ def rows_sql(column: str | None, *, exact: bool) -> str:
     cols = ", ".join(f"m.{c}" for c in ROW_COLUMNS)
     if exact:
         return (
-            f"WITH top AS ({search_sql(column, exact=True)}) "
+            f"WITH top AS ({search_sql(column, exact=True, table=table)}) "
             f"SELECT {cols}, top.distance FROM top JOIN memories m USING (id) "
             "ORDER BY top.distance"
         )
-    where = "organization_id = %s" + (f" AND {column} = %s" if column else "")
+    where = table.where + "organization_id = %s" + (f" AND {column} = %s" if column else "")
     return (
-        f"SELECT {cols}, m.embedding <=> %b AS distance FROM memories m"
+        f"SELECT {cols}, {table.vector.format(alias='m.')} <=> %b AS distance FROM memories m"
         f" WHERE {where} ORDER BY distance LIMIT %s"
     )
 
@@ -445,15 +471,26 @@ def searches(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
                 ef_search=ef_search,
                 k=cfg.k,
             )
-            for shape in shapes:
-                if plan.uses_hnsw is not None and (HNSW_INDEX in shape) != plan.uses_hnsw:
-                    m.notes.append(f"unexpected plan for {plan.name}: {shape}")
-                    ctx.log(f"WARNING: {m.notes[-1]}")
+            for note in unexpected_plans(plan, shapes, HNSW_INDEX):
+                m.notes.append(note)
+                ctx.log(f"WARNING: {note}")
             runs.append(m)
         best, why = best_plan(runs, scoped=qs.column is not None)
         if best is not None:
             search_rows(ctx, conn, qs, best, why)
     apply_settings(conn, {**PLAN_BY_NAME["planner"].settings, "hnsw.ef_search": str(cfg.ef_search)})
+
+
+def unexpected_plans(plan: Plan, shapes: dict[str, int], hnsw_index: str) -> list[str]:
+    """Notes for the plan shapes that do not walk the HNSW index when ``plan`` must (or do
+    when it must not)."""
+    if plan.uses_hnsw is None:
+        return []
+    return [
+        f"unexpected plan for {plan.name}: {shape}"
+        for shape in shapes
+        if (hnsw_index in shape) != plan.uses_hnsw
+    ]
 
 
 def run_plan(

@@ -19,6 +19,10 @@ Measured, in this order, in a fresh database migrated by ``connect``:
    which returns ``(id, distance)``; the notes also compare with ``raw.search.<bucket>.rows``,
    that plan returning the rows' columns too (a search returns memories, not ids).
    ``engramdb.hybrid.<bucket>``: vector + text for reference (no raw equivalent).
+   ``engramdb.interleaved.search.<bucket>`` (after step 6's memory figures, before any write):
+   the same searches taking turns with that best raw plan run as raw SQL on engramdb's own
+   table (:func:`interleaved_searches`), returning ids (``raw.interleaved.search.<bucket>``)
+   and the rows (``….rows``): a ratio of figures taken at the same moments on the same rows.
 3. ``engramdb.add_many``: extra rows into the live, indexed store. Baseline: ``raw.copy.indexed``.
 4. ``engramdb.add.single``: one ``add()`` per memory, vector given, each a durable commit.
    Baseline: ``raw.insert.interleaved``, the same rows (new to it) inserted into the raw suite's table in
@@ -66,16 +70,24 @@ from engramdb.embeddings.hashing import HashEmbedder
 from engramdb.store.postgres.search import scaled_ef_search
 
 from .baseline import (
+    PLAN_BY_NAME,
     RAW_URI,
     RECALL_ANY,
     RECALL_SCOPED,
+    apply_settings,
     best_plan,
     concurrent_writers,
+    engramdb_table,
     insert_rows,
+    plan_shapes,
     plans_for,
+    rows_sql,
     run_writers,
+    search_params,
+    search_sql,
+    unexpected_plans,
 )
-from .measure import LatencyStats, Timer, run_queries
+from .measure import LatencyStats, Timer, queries_in_turns, run_queries
 from .registry import (
     CONCURRENT_TURNS,
     Context,
@@ -91,6 +103,8 @@ from .workload import COLUMNS, Memories, QuerySet, topic
 SEARCH_P50_RATIO = 1.3
 #: Single adds (and raw INSERTs) per turn when the two alternate.
 INTERLEAVE_BLOCK = 50
+#: Searches per turn when engramdb's and the raw SQL's take turns.
+SEARCH_BLOCK = 20
 #: Rows per JSON Lines write batch (only bounds the memory the file writer uses).
 JSONL_CHUNK = 2_000
 #: Memories per ``add_many`` call into the live, indexed store. Each new row is inserted into
@@ -407,6 +421,88 @@ def side_searches(ctx: Context, db: Engram, prefix: str, **params: Any) -> None:
         )
         base, _ = best_raw_plan(ctx, qs)
         m.notes.extend(search_targets(m, qs, base, ctx.find(f"raw.search.{qs.name}.rows")))
+
+
+def interleaved_searches(ctx: Context, db: Engram, uri: str) -> None:
+    """``engramdb.interleaved.search.<bucket>``: the bucket's searches again, taking turns
+    (:func:`~benchmarks.measure.queries_in_turns`) with the bucket's best raw plan (picked in the
+    raw suite) run as raw SQL on engramdb's own table, through its HNSW index or B-trees, as the
+    superuser: ``raw.interleaved.search.<bucket>`` returning ``(id, distance)`` and
+    ``….rows`` returning the rows. The same rows, indexes and moments on both sides: the
+    ratios measure the library, not the drift between suites or two tables' caches.
+
+    Skipped without the raw suite (there is no best plan to repeat)."""
+    cfg, w = ctx.config, ctx.workload
+    table = engramdb_table(cfg.dim)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        register_vector(conn)
+        # engramdb gives its own ids; the workload row travels in metadata (see items()).
+        row_of = {r[0]: int(r[1]) for r in conn.execute("SELECT id, metadata->>'n' FROM memories")}
+        apply_settings(conn, {"plan_cache_mode": "force_custom_plan"})
+        for qs in w.query_sets:
+            best, why = best_raw_plan(ctx, qs)
+            if best is None:
+                continue
+            plan = PLAN_BY_NAME[best.params["plan"]]
+            ef_search = best.params["ef_search"]
+            apply_settings(conn, {**plan.settings, "hnsw.ef_search": str(ef_search)})
+            queries = {
+                "ids": search_sql(qs.column, exact=plan.exact, table=table),
+                "rows": rows_sql(qs.column, exact=plan.exact, table=table),
+            }
+            shapes = plan_shapes(conn, queries["ids"], qs, cfg.k)
+            with conn.cursor(binary=True) as cur:
+
+                def raw(query: str, qs: QuerySet = qs) -> Callable[[int], list[int]]:
+                    def search(i: int) -> list[int]:
+                        cur.execute(query, search_params(qs, i, cfg.k), prepare=True)
+                        return [row_of[r[0]] for r in cur.fetchall()]
+
+                    return search
+
+                results = queries_in_turns(
+                    {
+                        "engramdb": vector_searcher(db, qs, cfg.k),
+                        "ids": raw(queries["ids"]),
+                        "rows": raw(queries["rows"]),
+                    },
+                    w,
+                    qs,
+                    block=SEARCH_BLOCK,
+                    warmup=cfg.warmup,
+                )
+            common: dict[str, Any] = {
+                "query_set": qs.name,
+                "selectivity": qs.selectivity,
+                "k": cfg.k,
+            }
+            raw_ms = {}
+            for form, suffix in (("ids", ""), ("rows", ".rows")):
+                m = ctx.latency(
+                    f"raw.interleaved.search.{qs.name}{suffix}",
+                    results[form],
+                    plan=plan.name + ("+rows" if form == "rows" else ""),
+                    plan_description=f"{plan.description}, on engramdb's table ({why})",
+                    plan_shapes=shapes,
+                    ef_search=ef_search,
+                    same_as=best.name,
+                    column=qs.column,
+                    **common,
+                )
+                m.notes.extend(unexpected_plans(plan, shapes, table.hnsw_index))
+                raw_ms[form] = m
+            m = ctx.latency(
+                f"engramdb.interleaved.search.{qs.name}",
+                results["engramdb"],
+                baseline=raw_ms["ids"].name,
+                rows_baseline=raw_ms["rows"].name,
+                plan="engramdb",
+                column=qs.column,
+                **common,
+            )
+            m.notes.extend(search_targets(m, qs, raw_ms["ids"], raw_ms["rows"]))
+            for note in [*m.notes, *raw_ms["ids"].notes]:
+                ctx.log(f"{m.name}: {note}")
 
 
 def first_searches(ctx: Context, uri: str) -> None:
@@ -738,7 +834,9 @@ def engramdb_suite(ctx: Context) -> None:
                 hybrid_searches(ctx, db)
                 rss_after = rss_mb()
                 server = server_pss_mb(uri)
-                first_searches(ctx, uri)  # before the writes: the ground truth is the base rows'
+                # Before the writes: the ground truth is the base rows'.
+                interleaved_searches(ctx, db, uri)
+                first_searches(ctx, uri)
                 writes(ctx, db, len(w.base))
             finally:
                 db.close()

@@ -1,7 +1,7 @@
 """Timing helpers shared by all suites: a timer, latency percentiles, a query-loop runner.
 
-Suites should use :func:`run_queries` for search measurements, so that every system under test
-is timed the same way: sequential queries on one warm connection, wall-clock time around the
+Suites should use :func:`run_queries` (or :func:`queries_in_turns`, for several systems at the
+same moments) for search measurements, so that every system under test is timed the same way: sequential queries on one warm connection, wall-clock time around the
 whole request (send, execute, fetch), a few untimed warm-up queries first.
 """
 
@@ -116,12 +116,49 @@ def run_queries(
         rows = search(i)
         samples.append(time.perf_counter() - t0)
         recalls.append(workload.recall(qs, i, rows))
+    return search_result(samples, recalls)
+
+
+def search_result(samples: Sequence[float], recalls: Sequence[float]) -> SearchResult:
+    """Latencies (seconds) and recalls of the same queries, in query order."""
     return SearchResult(
         latency=LatencyStats.from_seconds(samples),
         recall=float(np.mean(recalls)) if recalls else float("nan"),
         recall_min=float(np.min(recalls)) if recalls else float("nan"),
         recalls=tuple(recalls),
     )
+
+
+def queries_in_turns(
+    searches: dict[str, Callable[[int], Sequence[int]]],
+    workload: Workload,
+    qs: QuerySet,
+    *,
+    block: int,
+    warmup: int = 10,
+) -> dict[str, SearchResult]:
+    """:func:`run_queries` for several searchers of the same queries, taking turns: queries
+    ``block`` at a time, each searcher running the block in turn, the first of each turn
+    rotating. All see the machine of the same moments, so their ratios do not carry drift
+    between measurements taken minutes apart (on this machine, several tenths of a millisecond
+    on a search of one or two)."""
+    n = len(qs)
+    for search in searches.values():
+        for i in range(min(warmup, n)):
+            search(i)
+    names = list(searches)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    recalls: dict[str, list[float]] = {name: [] for name in names}
+    for turn, start in enumerate(range(0, n, block)):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            search = searches[name]
+            for i in range(start, min(start + block, n)):
+                t0 = time.perf_counter()
+                rows = search(i)
+                samples[name].append(time.perf_counter() - t0)
+                recalls[name].append(workload.recall(qs, i, rows))
+    return {name: search_result(samples[name], recalls[name]) for name in names}
 
 
 def rate(count: float, seconds: float) -> float:

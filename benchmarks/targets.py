@@ -198,7 +198,8 @@ def search_table(r: Report, prefix: str = "engramdb.search.") -> list[str]:
         if base is not None:
             b = base["metrics"]
             ratio: float | None = x["p50_ms"] / b["p50_ms"]
-            raw = f"{base['name'].rsplit('.', 1)[-1]} | {_ms(b['p50_ms'])} | {b['recall']:.3f}"
+            plan = base.get("params", {}).get("plan") or base["name"].rsplit(".", 1)[-1]
+            raw = f"{plan} | {_ms(b['p50_ms'])} | {b['recall']:.3f}"
         else:
             ratio, raw = None, "n/a | n/a | n/a"
         rows = r.by_name.get(m["params"].get("rows_baseline") or "")
@@ -214,6 +215,23 @@ def search_table(r: Report, prefix: str = "engramdb.search.") -> list[str]:
             f" | ≥ {target}: {_verdict(recall_ok)} |"
         )
     return lines
+
+
+INTERLEAVED = "engramdb.interleaved.search."
+
+
+def interleaved_table(r: Report) -> list[str]:
+    """The same searches taking turns with the best raw plans run on engramdb's own table
+    (reports since 2026-12-07; nothing for older ones)."""
+    if not search_rows(r, INTERLEAVED):
+        return []
+    return [
+        "The same searches taking turns, 20 queries at a time, with each bucket's best raw plan"
+        " run as raw SQL on engramdb's own table (its rows and indexes, the same moments):",
+        "",
+        *search_table(r, INTERLEAVED),
+        "",
+    ]
 
 
 def raw_plans_table(r: Report) -> list[str]:
@@ -363,6 +381,7 @@ def render(r: Report) -> str:
         "",
         *search_table(r),
         "",
+        *interleaved_table(r),
         *scale_targets(r),
         "",
         *http_target(r),

@@ -26,8 +26,15 @@ from benchmarks.baseline import (
     search_params,
     search_sql,
 )
-from benchmarks.engramdb_bench import best_raw_plan, open_db, run_import, write_jsonl
+from benchmarks.engramdb_bench import (
+    best_raw_plan,
+    interleaved_searches,
+    open_db,
+    run_import,
+    write_jsonl,
+)
 from benchmarks.http_bench import BLOCK, _take_turns
+from benchmarks.measure import queries_in_turns
 from benchmarks.registry import (
     CONCURRENT_TURNS,
     Context,
@@ -39,7 +46,7 @@ from benchmarks.registry import (
     single_insert_slice,
 )
 from benchmarks.server import quiesce
-from benchmarks.targets import Report, concurrency_table, http_target
+from benchmarks.targets import Report, concurrency_table, http_target, interleaved_table
 from benchmarks.workload import KINDS, Workload, WorkloadSpec, generate
 from pgvector.psycopg import register_vector
 
@@ -278,3 +285,96 @@ def test_rows_baseline_returns_the_same_top_k_with_the_rows(
                         assert tuple(r[:-1]) == expected[: len(ROW_COLUMNS)]
                         checked += 1
         assert checked > 0
+
+
+def test_queries_in_turns_runs_every_query_once_per_searcher_in_rotating_blocks(
+    workload: Workload,
+) -> None:
+    qs = next(q for q in workload.query_sets if q.column == "user_id")
+    calls: list[tuple[str, int]] = []
+    truth = [[int(x) for x in qs.truth_idx[i]] for i in range(len(qs))]
+
+    def searcher(name: str, right: bool) -> Any:
+        def search(i: int) -> list[int]:
+            calls.append((name, i))
+            return truth[i] if right else []
+
+        return search
+
+    results = queries_in_turns(
+        {"a": searcher("a", True), "b": searcher("b", False)}, workload, qs, block=2, warmup=1
+    )
+    timed = calls[2:]  # one warm-up query each first
+    assert calls[:2] == [("a", 0), ("b", 0)]
+    for name in ("a", "b"):
+        assert [i for n, i in timed if n == name] == list(range(len(qs)))
+        assert results[name].latency.count == len(qs)
+    # Blocks of two queries, the first searcher of each turn alternating.
+    assert [n for n, _ in timed[:8]] == ["a", "a", "b", "b", "b", "b", "a", "a"]
+    assert [i for _, i in timed[:8]] == [0, 1, 0, 1, 2, 3, 2, 3]
+    assert results["a"].recall == 1.0 and results["b"].recall == 0.0
+
+
+def test_interleaved_searches_run_the_best_raw_plan_on_engramdbs_table(
+    workload: Workload, pg_url: str, tmp_path: Path
+) -> None:
+    """The raw SQL taking turns with engramdb's searches runs on engramdb's own rows, through
+    the plan the raw suite picked: exact plans find the true top k, HNSW plans walk the space's
+    index, and the rows form returns the same rows as the ids form."""
+    path = tmp_path / "memories.jsonl"
+    write_jsonl(workload.base, path)
+    db = open_db(pg_url, DIM)
+    try:
+        run_import(db, path)
+
+        def best(bucket: str, plan: str, ef_search: int) -> Measurement:
+            params = {"plan": plan, "ef_search": ef_search}
+            return Measurement(f"raw.search.{bucket}.{plan}", "latency",
+                               {"p50_ms": 1.0, "recall": 1.0}, params)  # fmt: skip
+
+        raw = [best("unfiltered", "hnsw_ef200", 200)]
+        raw += [best(q.name, "exact", 40) for q in workload.query_sets if q.column is not None]
+        measurements = list(raw)
+        ctx = Context(RunConfig(n=len(workload.base), dim=DIM, warmup=2), None, "engramdb",
+                      measurements, {"w": workload}, 0.0)  # fmt: skip
+        interleaved_searches(ctx, db, pg_url)
+    finally:
+        db.close()
+    got = {m.name: m for m in measurements}
+    for qs in workload.query_sets:
+        ids = got[f"raw.interleaved.search.{qs.name}"]
+        rows = got[f"raw.interleaved.search.{qs.name}.rows"]
+        ours = got[f"engramdb.interleaved.search.{qs.name}"]
+        assert ours.baseline == ids.name and ours.params["rows_baseline"] == rows.name
+        assert ids.params["same_as"] == f"raw.search.{qs.name}.{ids.params['plan']}"
+        # On this tiny graph every plan finds the true top k, from engramdb's table.
+        assert ids.metrics["recall"] == 1.0 and rows.metrics["recall"] == 1.0
+        assert ours.metrics["recall"] == 1.0
+        assert (
+            ids.metrics["queries"] == rows.metrics["queries"] == ours.metrics["queries"] == len(qs)
+        )
+        assert not [n for n in ids.notes if "unexpected plan" in n]
+        shapes = " ".join(ids.params["plan_shapes"])
+        uses_index = f"memories_embedding_{DIM}_cosine_idx" in shapes
+        assert uses_index == (qs.column is None), shapes
+        assert any("best raw returning the rows" in n for n in ours.notes)
+
+
+def test_the_interleaved_table_compares_with_the_raw_sql_that_took_turns() -> None:
+    def m(name: str, p50: float, **params: Any) -> dict[str, Any]:
+        baseline = params.pop("baseline", None)
+        metrics = {"p50_ms": p50, "p95_ms": p50, "p99_ms": p50, "recall": 1.0, "recall_min": 1.0}
+        return {"name": name, "metrics": metrics, "params": params, "baseline": baseline}
+
+    report = Report({"measurements": [
+        m("engramdb.interleaved.search.user@0.1%", 1.2, column="user_id",
+          baseline="raw.interleaved.search.user@0.1%",
+          rows_baseline="raw.interleaved.search.user@0.1%.rows"),
+        m("raw.interleaved.search.user@0.1%", 1.0, plan="exact"),
+        m("raw.interleaved.search.user@0.1%.rows", 0.8, plan="exact+rows"),
+    ]})  # fmt: skip
+    lines = interleaved_table(report)
+    row = next(line for line in lines if line.startswith("| user@0.1%")).split(" | ")
+    assert row[4:7] == ["exact", "1.00", "1.000"]  # the plan's name, not the bucket's tail
+    assert row[7:9] == ["1.2x", "**met**"] and row[10:12] == ["1.5x", "**not met**"]
+    assert interleaved_table(Report({"measurements": []})) == []
