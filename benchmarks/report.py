@@ -60,9 +60,11 @@ def loadavg() -> list[float] | None:
 
 
 def _git_commit() -> str | None:
+    """The commit the run's code is at, ``-dirty`` appended when tracked files differ from it
+    (a report taken on uncommitted changes says so)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"],
             cwd=Path(__file__).parent,
             capture_output=True,
             text=True,
