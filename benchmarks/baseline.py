@@ -36,6 +36,7 @@ would otherwise switch to a value-blind generic plan after five executions, maki
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -342,6 +343,56 @@ def copy_rows(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) ->
     with Timer() as t:
         with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
             copy.set_types(list(PG_TYPES))
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+    return t.seconds
+
+
+#: What raw SQL writes into engramdb's ``memories`` table (``raw.copy.interleaved``): the
+#: workload's columns and what that table asks of a row for engramdb to find it: a content
+#: hash (NOT NULL), no deduplication (as the suite's add_many is told, see
+#: engramdb_bench.items), the dimension its HNSW index is partial on and the embedding model
+#: its searches match. Every other column takes its default.
+ENGRAMDB_COPY_COLUMNS = (*COLUMNS, "content_hash", "is_unique", "embedding_dim", "embedding_model")
+ENGRAMDB_COPY_TYPES = (*PG_TYPES, "text", "boolean", "smallint", "text")
+_ENGRAMDB_COPY_SQL = (
+    f"COPY memories ({', '.join(ENGRAMDB_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+)
+#: (table, column) of the scopes engramdb's memories refer to by foreign key.
+_ENGRAMDB_SCOPES = (("agents", "agent_id"), ("users", "user_id"), ("rooms", "room_id"))
+
+
+def engramdb_rows(rows: Sequence[tuple[Any, ...]], model: str) -> list[tuple[Any, ...]]:
+    """Workload rows as :data:`ENGRAMDB_COPY_COLUMNS` tuples, their vectors from ``model``."""
+    content, embedding = COLUMNS.index("content"), COLUMNS.index("embedding")
+    return [
+        (*r, hashlib.sha256(r[content].encode()).hexdigest(), False, len(r[embedding]), model)
+        for r in rows
+    ]
+
+
+def register_engramdb_scopes(
+    conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """The agents, users and rooms ``rows`` name, registered in engramdb's tables (untimed, so
+    that the rows' foreign keys hold when they are copied)."""
+    for table, column in _ENGRAMDB_SCOPES:
+        i = COLUMNS.index(column)
+        conn.execute(
+            f"INSERT INTO {table} (organization_id, id) SELECT %s, unnest(%s::text[])"
+            " ON CONFLICT DO NOTHING",
+            (ORGANIZATION, sorted({r[i] for r in rows if r[i] is not None})),
+        )
+    conn.commit()
+
+
+def copy_into_engramdb(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> float:
+    """Binary COPY of :func:`engramdb_rows` into engramdb's ``memories`` table (every index of
+    it), in one transaction; returns seconds including the commit."""
+    with Timer() as t:
+        with conn.cursor() as cur, cur.copy(_ENGRAMDB_COPY_SQL) as copy:
+            copy.set_types(list(ENGRAMDB_COPY_TYPES))
             for row in rows:
                 copy.write_row(row)
         conn.commit()

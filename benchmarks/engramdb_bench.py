@@ -23,7 +23,10 @@ Measured, in this order, in a fresh database migrated by ``connect``:
    the same searches taking turns with that best raw plan run as raw SQL on engramdb's own
    table (:func:`interleaved_searches`), returning ids (``raw.interleaved.search.<bucket>``)
    and the rows (``….rows``): a ratio of figures taken at the same moments on the same rows.
-3. ``engramdb.add_many``: extra rows into the live, indexed store. Baseline: ``raw.copy.indexed``.
+3. ``engramdb.add_many``: extra rows into the live, indexed store, taking turns with
+   ``raw.copy.interleaved``, binary COPYs of other extra rows (as many a transaction) into
+   engramdb's own table (:func:`add_many_in_turns`). Baseline: ``raw.copy.interleaved``; the
+   report also compares with ``raw.copy.indexed``, the raw suite's COPY into its own table.
 4. ``engramdb.add.single``: one ``add()`` per memory, vector given, each a durable commit.
    Baseline: ``raw.insert.interleaved``, the same rows (new to it) inserted into the raw suite's table in
    blocks alternating with the adds (both timed per row, summed); ``raw.insert.commit_per_row``
@@ -77,10 +80,13 @@ from .baseline import (
     apply_settings,
     best_plan,
     concurrent_writers,
+    copy_into_engramdb,
+    engramdb_rows,
     engramdb_table,
     insert_rows,
     plan_shapes,
     plans_for,
+    register_engramdb_scopes,
     rows_sql,
     run_writers,
     search_params,
@@ -96,6 +102,7 @@ from .registry import (
     concurrent_slices,
     interleaved_slice,
     raw_concurrent_slices,
+    raw_copy_turns_slice,
 )
 from .workload import COLUMNS, Memories, QuerySet, topic
 
@@ -556,26 +563,64 @@ def add_one_by_one(db: Engram, batch: Sequence[dict[str, Any]]) -> list[float]:
     return out
 
 
-def writes(ctx: Context, db: Engram, n_before: int) -> None:
+def add_many_in_turns(ctx: Context, db: Engram, uri: str, n_before: int) -> int:
+    """``engramdb.add_many``: the raw suite's COPY's rows into the live, indexed store,
+    :data:`ADD_MANY_BATCH` per call, taking turns with ``raw.copy.interleaved``: binary COPYs
+    of as many rows a transaction (:func:`~benchmarks.registry.raw_copy_turns_slice`, rows new
+    to the table) into engramdb's own ``memories`` table, as the superuser, spread evenly
+    between the calls. The same table, indexes and moments on both sides: the raw suite's
+    ``raw.copy.indexed`` was taken minutes earlier into a table with 4 indexes, not engramdb's
+    11, and at a million memories the two figures drifted apart by up to 1.6x between runs of
+    the same code. Returns the table's row count after both."""
     cfg, w = ctx.config, ctx.workload
-    max_batch = ADD_MANY_BATCH
-
-    # add_many into the live, indexed store: the raw COPY's rows, ADD_MANY_BATCH per call.
     batch = items(w.extra, 0, cfg.copy_indexed_rows)
-    if batch:
-        ctx.log(f"add_many of {len(batch)} memories into the indexed store ({n_before} rows)")
-        with Timer() as t:
-            for start in range(0, len(batch), max_batch):
-                db.memories.add_many(batch[start : start + max_batch])
+    if not batch:
+        return n_before
+    size = min(len(batch), ADD_MANY_BATCH)
+    calls = [batch[start : start + size] for start in range(0, len(batch), size)]
+    raw_rows = engramdb_rows(w.extra.rows(*raw_copy_turns_slice(cfg)), db.embedder.model)
+    raw_batches = [raw_rows[s : s + size] for s in range(0, len(raw_rows) - size + 1, size)]
+    raw_batches = raw_batches[: len(calls)]
+    # Raw batch j goes after call (j + 1) * calls / raw - 1: evenly spread, the last at the end.
+    after = {(j + 1) * len(calls) // len(raw_batches) - 1: b for j, b in enumerate(raw_batches)}
+    ctx.log(
+        f"add_many of {len(batch)} memories into the indexed store ({n_before} rows), taking"
+        f" turns with {len(raw_batches)} raw COPYs of {size} rows into the same table"
+    )
+    seconds, raw_seconds = 0.0, 0.0
+    with psycopg.connect(uri) as conn:
+        register_vector(conn)
+        register_engramdb_scopes(conn, [r for b in raw_batches for r in b])
+        for i, call in enumerate(calls):
+            with Timer() as t:
+                db.memories.add_many(call)
+            seconds += t.seconds
+            if i in after:
+                raw_seconds += copy_into_engramdb(conn, after[i])
+    n_raw = sum(len(b) for b in raw_batches)
+    if n_raw:
         ctx.throughput(
-            "engramdb.add_many",
-            len(batch),
-            t.seconds,
-            baseline="raw.copy.indexed",
+            "raw.copy.interleaved",
+            n_raw,
+            raw_seconds,
             table_rows_before=n_before,
-            batch=min(len(batch), max_batch),
+            batch=size,
+            what="binary COPY into engramdb's memories table, taking turns with engramdb.add_many",
         )
-        n_before += len(batch)
+    ctx.throughput(
+        "engramdb.add_many",
+        len(batch),
+        seconds,
+        baseline="raw.copy.interleaved" if n_raw else "raw.copy.indexed",
+        table_rows_before=n_before,
+        batch=size,
+    )
+    return n_before + len(batch) + n_raw
+
+
+def writes(ctx: Context, db: Engram, uri: str, n_before: int) -> None:
+    cfg, w = ctx.config, ctx.workload
+    n_before = add_many_in_turns(ctx, db, uri, n_before)
 
     # One add() per memory, vector given. When the raw suite's table is still there, raw INSERT
     # + COMMITs of the same rows (new to that table too) alternate with the adds, a block of
@@ -837,7 +882,7 @@ def engramdb_suite(ctx: Context) -> None:
                 # Before the writes: the ground truth is the base rows'.
                 interleaved_searches(ctx, db, uri)
                 first_searches(ctx, uri)
-                writes(ctx, db, len(w.base))
+                writes(ctx, db, uri, len(w.base))
             finally:
                 db.close()
         ctx.duration(

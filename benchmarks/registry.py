@@ -104,6 +104,15 @@ def single_insert_slice(cfg: RunConfig) -> tuple[int, int]:
     return start, start + cfg.insert_rows
 
 
+def raw_copy_turns_slice(cfg: RunConfig) -> tuple[int, int]:
+    """The extra rows ``raw.copy.interleaved`` copies into engramdb's own table, taking turns
+    with ``engramdb.add_many``: the rows the raw suite wrote with executemany and one INSERT per
+    row, which nothing writes into engramdb's table (its add_many writes the rows before them,
+    its single adds the rows after them)."""
+    start = cfg.copy_indexed_rows
+    return start, single_insert_slice(cfg)[1]
+
+
 def interleaved_slice(cfg: RunConfig) -> tuple[int, int]:
     """The extra rows ``engramdb.add.single`` adds and ``raw.insert.interleaved`` inserts: new
     to both tables. An HNSW graph takes a vector it already holds faster than a new one: on

@@ -18,7 +18,18 @@ from typing import Any
 #: (engramdb measurement, raw baseline, minimum ratio of rows/s, what).
 INGEST_TARGETS: tuple[tuple[str, str, float, str], ...] = (
     ("engramdb.import", "raw.copy.empty+indexes", 0.7, "import into an empty store"),
-    ("engramdb.add_many", "raw.copy.indexed", 0.7, "add_many into the live, indexed store"),
+    (
+        "engramdb.add_many",
+        "raw.copy.interleaved",
+        0.7,
+        "add_many into the live, indexed store (raw COPYs into its table taking turns)",
+    ),
+    (
+        "engramdb.add_many",
+        "raw.copy.indexed",
+        0.7,
+        "add_many into the live, indexed store (the raw suite's COPY into its table)",
+    ),
     (
         "engramdb.add.single",
         "raw.insert.interleaved",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from benchmarks import engramdb_bench
 from benchmarks.baseline import (
     CREATE_TABLE,
     INDEXES,
@@ -27,6 +28,7 @@ from benchmarks.baseline import (
     search_sql,
 )
 from benchmarks.engramdb_bench import (
+    add_many_in_turns,
     best_raw_plan,
     interleaved_searches,
     open_db,
@@ -43,11 +45,12 @@ from benchmarks.registry import (
     concurrent_slices,
     interleaved_slice,
     raw_concurrent_slices,
+    raw_copy_turns_slice,
     single_insert_slice,
 )
 from benchmarks.server import quiesce
 from benchmarks.targets import Report, concurrency_table, http_target, interleaved_table
-from benchmarks.workload import KINDS, Workload, WorkloadSpec, generate
+from benchmarks.workload import COLUMNS, KINDS, Workload, WorkloadSpec, generate
 from pgvector.psycopg import register_vector
 
 DIM = 64
@@ -109,6 +112,49 @@ def test_write_slices_are_disjoint_and_split_evenly() -> None:
             assert seen.isdisjoint(rows)
             seen.update(rows)
         assert max(seen) + 1 == cfg.extra_rows
+        # The raw COPYs taking turns with add_many write into engramdb's table rows that
+        # neither its add_many, nor its single adds, nor its concurrent writers write there.
+        ours = {*range(cfg.copy_indexed_rows), *interleaved}
+        ours.update(i for _, start, stop in concurrent_slices(cfg) for i in range(start, stop))
+        raw_copy = range(*raw_copy_turns_slice(cfg))
+        assert len(raw_copy) >= min(cfg.copy_indexed_rows, 1_000)
+        assert ours.isdisjoint(raw_copy)
+
+
+def test_add_many_takes_turns_with_raw_copies_into_engramdbs_own_table(
+    workload: Workload, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """add_many's rows and the raw COPYs' rows (new to the table) both land in engramdb's
+    memories table, where the library reads the raw ones as memories like its own (searchable
+    through the space's HNSW index); each side's figure counts its own rows."""
+    path = tmp_path / "memories.jsonl"
+    write_jsonl(workload.base, path)
+    monkeypatch.setattr(engramdb_bench, "ADD_MANY_BATCH", 2)
+    cfg = RunConfig(n=len(workload.base), dim=DIM, copy_indexed_rows=6, executemany_rows=2,
+                    insert_rows=2)  # fmt: skip
+    measurements: list[Measurement] = []
+    ctx = Context(cfg, None, "engramdb", measurements, {"w": workload}, 0.0)
+    db = open_db(pg_url, DIM)
+    try:
+        run_import(db, path)
+        n_after = add_many_in_turns(ctx, db, pg_url, len(workload.base))
+        extra = workload.extra
+        raw_ids = [extra.row(i)[0] for i in range(*raw_copy_turns_slice(cfg))]
+        assert len(raw_ids) == 4  # two COPYs of two rows, after add_many's 1st and 3rd calls
+        got = db.memories.get(raw_ids[0])
+        assert got.content == extra.row(6)[COLUMNS.index("content")]
+        hits = db.memories.search(embedding=extra.vectors[6], mode="vector", top_k=1)
+        assert hits[0].memory.id == raw_ids[0]
+    finally:
+        db.close()
+    assert n_after == len(workload.base) + 6 + 4
+    with psycopg.connect(pg_url) as conn:
+        ns = [r[0] for r in conn.execute("SELECT (metadata->>'n')::int FROM memories")]
+    assert sorted(ns) == list(range(len(workload.base) + 10))
+    by_name = {m.name: m for m in measurements}
+    raw, ours = by_name["raw.copy.interleaved"], by_name["engramdb.add_many"]
+    assert raw.metrics["rows"] == 4 and ours.metrics["rows"] == 6
+    assert ours.baseline == raw.name and raw.params["batch"] == ours.params["batch"] == 2
 
 
 def test_run_writers_collects_every_sample_and_reraises() -> None:
