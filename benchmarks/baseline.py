@@ -349,7 +349,7 @@ def copy_rows(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) ->
     return t.seconds
 
 
-#: What raw SQL writes into engramdb's ``memories`` table (``raw.copy.interleaved``): the
+#: What raw SQL writes into engramdb's ``memories`` table (``raw.copy.engramdb_table``): the
 #: workload's columns and what that table asks of a row for engramdb to find it: a content
 #: hash (NOT NULL), no deduplication (as the suite's add_many is told, see
 #: engramdb_bench.items), the dimension its HNSW index is partial on and the embedding model
@@ -358,6 +358,11 @@ ENGRAMDB_COPY_COLUMNS = (*COLUMNS, "content_hash", "is_unique", "embedding_dim",
 ENGRAMDB_COPY_TYPES = (*PG_TYPES, "text", "boolean", "smallint", "text")
 _ENGRAMDB_COPY_SQL = (
     f"COPY memories ({', '.join(ENGRAMDB_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+)
+_ENGRAMDB_INSERT_SQL = (
+    f"INSERT INTO memories ({', '.join(ENGRAMDB_COPY_COLUMNS)}) VALUES ("
+    + ", ".join("%b" if c == "embedding" else "%s" for c in ENGRAMDB_COPY_COLUMNS)
+    + ")"
 )
 #: (table, column) of the scopes engramdb's memories refer to by foreign key.
 _ENGRAMDB_SCOPES = (("agents", "agent_id"), ("users", "user_id"), ("rooms", "room_id"))
@@ -397,6 +402,14 @@ def copy_into_engramdb(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, 
                 copy.write_row(row)
         conn.commit()
     return t.seconds
+
+
+def insert_into_engramdb(
+    conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]
+) -> list[float]:
+    """INSERT + durable COMMIT of each of :func:`engramdb_rows` into engramdb's ``memories``
+    table; the seconds each took."""
+    return _insert_one_by_one(conn, [insert_params(r) for r in rows], _ENGRAMDB_INSERT_SQL)
 
 
 def relation_mb(conn: psycopg.Connection[Any], relation: str) -> float:
@@ -677,14 +690,14 @@ def insert_rows(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) 
 
 
 def _insert_one_by_one(
-    conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]
+    conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], query: str = INSERT_SQL
 ) -> list[float]:
     """INSERT + COMMIT each row; the seconds each took."""
     out = []
     with conn.cursor() as cur:
         for row in rows:
             t0 = time.perf_counter()
-            cur.execute(INSERT_SQL, row, prepare=True)
+            cur.execute(query, row, prepare=True)
             conn.commit()
             out.append(time.perf_counter() - t0)
     return out

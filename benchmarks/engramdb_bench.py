@@ -24,13 +24,15 @@ Measured, in this order, in a fresh database migrated by ``connect``:
    table (:func:`interleaved_searches`), returning ids (``raw.interleaved.search.<bucket>``)
    and the rows (``….rows``): a ratio of figures taken at the same moments on the same rows.
 3. ``engramdb.add_many``: extra rows into the live, indexed store, taking turns with
-   ``raw.copy.interleaved``, binary COPYs of other extra rows (as many a transaction) into
-   engramdb's own table (:func:`add_many_in_turns`). Baseline: ``raw.copy.interleaved``; the
+   ``raw.copy.engramdb_table``, binary COPYs of other extra rows (as many a transaction) into
+   engramdb's own table (:func:`add_many_in_turns`). Baseline: ``raw.copy.engramdb_table``; the
    report also compares with ``raw.copy.indexed``, the raw suite's COPY into its own table.
 4. ``engramdb.add.single``: one ``add()`` per memory, vector given, each a durable commit.
-   Baseline: ``raw.insert.interleaved``, the same rows (new to it) inserted into the raw suite's table in
-   blocks alternating with the adds (both timed per row, summed); ``raw.insert.commit_per_row``
-   (taken in the raw suite) when the raw suite did not run.
+   Baseline: ``raw.insert.engramdb_table``, as many other rows (new to it) inserted as the
+   superuser into engramdb's own table, in blocks alternating with the adds (all timed per
+   row, summed). The report also compares with ``raw.insert.interleaved``, the same rows as
+   the adds (new to it) inserted into the raw suite's table in a third block of each turn, and
+   with ``raw.insert.commit_per_row``, taken in the raw suite.
 5. ``engramdb.add.concurrent.t<T>``: ``add()`` from T threads sharing one ``connect()``.
    Baseline: ``raw.insert.concurrent.interleaved.t<T>``, T raw threads on T connections
    inserting as many rows (new to the raw suite's table) in turns alternating with
@@ -83,6 +85,7 @@ from .baseline import (
     copy_into_engramdb,
     engramdb_rows,
     engramdb_table,
+    insert_into_engramdb,
     insert_rows,
     plan_shapes,
     plans_for,
@@ -103,6 +106,7 @@ from .registry import (
     interleaved_slice,
     raw_concurrent_slices,
     raw_copy_turns_slice,
+    raw_insert_turns_slice,
 )
 from .workload import COLUMNS, Memories, QuerySet, topic
 
@@ -565,7 +569,7 @@ def add_one_by_one(db: Engram, batch: Sequence[dict[str, Any]]) -> list[float]:
 
 def add_many_in_turns(ctx: Context, db: Engram, uri: str, n_before: int) -> int:
     """``engramdb.add_many``: the raw suite's COPY's rows into the live, indexed store,
-    :data:`ADD_MANY_BATCH` per call, taking turns with ``raw.copy.interleaved``: binary COPYs
+    :data:`ADD_MANY_BATCH` per call, taking turns with ``raw.copy.engramdb_table``: binary COPYs
     of as many rows a transaction (:func:`~benchmarks.registry.raw_copy_turns_slice`, rows new
     to the table) into engramdb's own ``memories`` table, as the superuser, spread evenly
     between the calls. The same table, indexes and moments on both sides: the raw suite's
@@ -600,7 +604,7 @@ def add_many_in_turns(ctx: Context, db: Engram, uri: str, n_before: int) -> int:
     n_raw = sum(len(b) for b in raw_batches)
     if n_raw:
         ctx.throughput(
-            "raw.copy.interleaved",
+            "raw.copy.engramdb_table",
             n_raw,
             raw_seconds,
             table_rows_before=n_before,
@@ -611,7 +615,7 @@ def add_many_in_turns(ctx: Context, db: Engram, uri: str, n_before: int) -> int:
         "engramdb.add_many",
         len(batch),
         seconds,
-        baseline="raw.copy.interleaved" if n_raw else "raw.copy.indexed",
+        baseline="raw.copy.engramdb_table" if n_raw else "raw.copy.indexed",
         table_rows_before=n_before,
         batch=size,
     )
@@ -622,50 +626,63 @@ def writes(ctx: Context, db: Engram, uri: str, n_before: int) -> None:
     cfg, w = ctx.config, ctx.workload
     n_before = add_many_in_turns(ctx, db, uri, n_before)
 
-    # One add() per memory, vector given. When the raw suite's table is still there, raw INSERT
-    # + COMMITs of the same rows (new to that table too) alternate with the adds, a block of
-    # each in turn, so both meet the disk's commit speed of the same moments
+    # One add() per memory, vector given, taking turns, a block of each, with raw INSERT +
+    # COMMITs of as many rows new to engramdb's own table (the same indexes, the same moments)
+    # and, when the raw suite's table is still there, of the same rows new to that table
     # (raw.insert.commit_per_row was taken minutes earlier; a commit's cost drifts that much).
     start, stop = interleaved_slice(cfg)
     batch = items(w.extra, start, stop)
     raw_uri = ctx.shared.get(RAW_URI)
     if batch:
-        ctx.log(f"{len(batch)} x add(), one memory per call")
         samples: list[float] = []
         raw_samples: list[float] = []
+        same_samples: list[float] = []
         rows = w.extra.rows(start, stop)
+        same_rows = engramdb_rows(w.extra.rows(*raw_insert_turns_slice(cfg)), db.embedder.model)
+        ctx.log(
+            f"{len(batch)} x add(), one memory per call, alternating with {len(same_rows)} raw"
+            " INSERT + COMMITs into engramdb's table"
+            + (f" and {len(rows)} into the raw suite's" if raw_uri is not None else "")
+        )
         with contextlib.ExitStack() as stack:
+            same = stack.enter_context(psycopg.connect(uri))
+            register_vector(same)
+            register_engramdb_scopes(same, same_rows)
             conn = None
             if raw_uri is not None:
                 conn = stack.enter_context(psycopg.connect(raw_uri))
                 register_vector(conn)
-                ctx.log(f"... alternating with {len(rows)} raw INSERT + COMMITs")
-            with Timer() as total:
-                for j in range(0, len(batch), INTERLEAVE_BLOCK):
-                    samples += add_one_by_one(db, batch[j : j + INTERLEAVE_BLOCK])
-                    if conn is not None:
-                        raw_samples += insert_rows(conn, rows[j : j + INTERLEAVE_BLOCK])
-        if raw_samples:
-            lat = LatencyStats.from_seconds(raw_samples)
+            for j in range(0, len(batch), INTERLEAVE_BLOCK):
+                samples += add_one_by_one(db, batch[j : j + INTERLEAVE_BLOCK])
+                same_samples += insert_into_engramdb(same, same_rows[j : j + INTERLEAVE_BLOCK])
+                if conn is not None:
+                    raw_samples += insert_rows(conn, rows[j : j + INTERLEAVE_BLOCK])
+        for name, got, what in (
+            ("raw.insert.engramdb_table", same_samples, "into engramdb's memories table"),
+            ("raw.insert.interleaved", raw_samples, "into the raw suite's table"),
+        ):
+            if not got:
+                continue
+            lat = LatencyStats.from_seconds(got)
             ctx.throughput(
-                "raw.insert.interleaved",
-                len(raw_samples),
-                sum(raw_samples),
+                name,
+                len(got),
+                sum(got),
                 extra={"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms},
                 block=INTERLEAVE_BLOCK,
                 synchronous_commit="on",
-                what="raw INSERT + COMMIT per row, alternating with engramdb.add.single",
+                what=f"raw INSERT + COMMIT per row {what}, alternating with engramdb.add.single",
             )
         lat = LatencyStats.from_seconds(samples)
         ctx.throughput(
             "engramdb.add.single",
             len(batch),
-            sum(samples) if raw_samples else total.seconds,
-            baseline="raw.insert.interleaved" if raw_samples else "raw.insert.commit_per_row",
+            sum(samples),
+            baseline="raw.insert.engramdb_table",
             extra={"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms},
             table_rows_before=n_before,
         )
-        n_before += len(batch)
+        n_before += len(batch) + len(same_rows)
 
     # Concurrent writers sharing one connect() (its pool): does throughput scale? When the raw
     # suite's table is still there, as many raw writers (rows new to that table) take turns

@@ -85,7 +85,10 @@ class RunConfig:
     def extra_rows(self) -> int:
         """Rows generated beyond ``n`` for the ingest-into-a-full-table measurements: COPY,
         executemany, then the single-row slices below, each written once per database."""
-        return max(stop for _, _, stop in raw_concurrent_slices(self))
+        return max(
+            max(stop for _, _, stop in raw_concurrent_slices(self)),
+            raw_insert_turns_slice(self)[1],
+        )
 
     @property
     def spec(self) -> WorkloadSpec:
@@ -105,7 +108,7 @@ def single_insert_slice(cfg: RunConfig) -> tuple[int, int]:
 
 
 def raw_copy_turns_slice(cfg: RunConfig) -> tuple[int, int]:
-    """The extra rows ``raw.copy.interleaved`` copies into engramdb's own table, taking turns
+    """The extra rows ``raw.copy.engramdb_table`` copies into engramdb's own table, taking turns
     with ``engramdb.add_many``: the rows the raw suite wrote with executemany and one INSERT per
     row, which nothing writes into engramdb's table (its add_many writes the rows before them,
     its single adds the rows after them)."""
@@ -143,6 +146,14 @@ def raw_concurrent_slices(cfg: RunConfig) -> list[tuple[int, int, int]]:
     slices = concurrent_slices(cfg)
     offset = slices[-1][2] - slices[0][1]
     return [(t, start + offset, stop + offset) for t, start, stop in slices]
+
+
+def raw_insert_turns_slice(cfg: RunConfig) -> tuple[int, int]:
+    """The extra rows ``raw.insert.engramdb_table`` inserts into engramdb's own table, taking
+    turns with ``engramdb.add.single``: as many as the single adds, from the rows of the raw
+    writers (:func:`raw_concurrent_slices`), which only the raw suite's table receives."""
+    start = raw_concurrent_slices(cfg)[0][1]
+    return start, start + cfg.insert_rows
 
 
 @dataclass

@@ -20,7 +20,7 @@ INGEST_TARGETS: tuple[tuple[str, str, float, str], ...] = (
     ("engramdb.import", "raw.copy.empty+indexes", 0.7, "import into an empty store"),
     (
         "engramdb.add_many",
-        "raw.copy.interleaved",
+        "raw.copy.engramdb_table",
         0.7,
         "add_many into the live, indexed store (raw COPYs into its table taking turns)",
     ),
@@ -32,9 +32,15 @@ INGEST_TARGETS: tuple[tuple[str, str, float, str], ...] = (
     ),
     (
         "engramdb.add.single",
+        "raw.insert.engramdb_table",
+        0.8,
+        "single add(), vector given (raw INSERTs into its table alternating with the adds)",
+    ),
+    (
+        "engramdb.add.single",
         "raw.insert.interleaved",
         0.8,
-        "single add(), vector given (raw INSERTs alternating with the adds)",
+        "single add() (raw INSERTs into the raw suite's table, alternating with the adds)",
     ),
     ("engramdb.add.single", "raw.insert.commit_per_row", 0.8, "single add() (raw suite's figure)"),
     (

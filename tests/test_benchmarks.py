@@ -28,12 +28,12 @@ from benchmarks.baseline import (
     search_sql,
 )
 from benchmarks.engramdb_bench import (
-    add_many_in_turns,
     best_raw_plan,
     interleaved_searches,
     open_db,
     run_import,
     write_jsonl,
+    writes,
 )
 from benchmarks.http_bench import BLOCK, _take_turns
 from benchmarks.measure import queries_in_turns
@@ -46,6 +46,7 @@ from benchmarks.registry import (
     interleaved_slice,
     raw_concurrent_slices,
     raw_copy_turns_slice,
+    raw_insert_turns_slice,
     single_insert_slice,
 )
 from benchmarks.server import quiesce
@@ -119,42 +120,54 @@ def test_write_slices_are_disjoint_and_split_evenly() -> None:
         raw_copy = range(*raw_copy_turns_slice(cfg))
         assert len(raw_copy) >= min(cfg.copy_indexed_rows, 1_000)
         assert ours.isdisjoint(raw_copy)
+        # So do the raw INSERTs taking turns with its single adds, as many as those.
+        raw_insert = range(*raw_insert_turns_slice(cfg))
+        assert len(raw_insert) == cfg.insert_rows and raw_insert.stop <= cfg.extra_rows
+        assert ours.isdisjoint(raw_insert) and set(raw_copy).isdisjoint(raw_insert)
 
 
-def test_add_many_takes_turns_with_raw_copies_into_engramdbs_own_table(
-    workload: Workload, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_writes_take_turns_with_raw_sql_into_engramdbs_own_table(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """add_many's rows and the raw COPYs' rows (new to the table) both land in engramdb's
-    memories table, where the library reads the raw ones as memories like its own (searchable
-    through the space's HNSW index); each side's figure counts its own rows."""
-    path = tmp_path / "memories.jsonl"
-    write_jsonl(workload.base, path)
+    """add_many's and the single adds' rows, and the rows of the raw COPYs and INSERTs taking
+    turns with them (rows new to the table), all land in engramdb's memories table, where the
+    library reads the raw ones as memories like its own (found through the space's HNSW index);
+    each figure counts its own rows and the library's are compared with the raw SQL's."""
     monkeypatch.setattr(engramdb_bench, "ADD_MANY_BATCH", 2)
-    cfg = RunConfig(n=len(workload.base), dim=DIM, copy_indexed_rows=6, executemany_rows=2,
-                    insert_rows=2)  # fmt: skip
+    cfg = RunConfig(n=300, dim=DIM, copy_indexed_rows=6, executemany_rows=2, insert_rows=2)
+    w = generate(WorkloadSpec(n=300, dim=DIM, tenants=3, seed=7), extra=cfg.extra_rows,
+                 n_unfiltered=5)  # fmt: skip
+    path = tmp_path / "memories.jsonl"
+    write_jsonl(w.base, path)
     measurements: list[Measurement] = []
-    ctx = Context(cfg, None, "engramdb", measurements, {"w": workload}, 0.0)
+    ctx = Context(cfg, None, "engramdb", measurements, {"w": w}, 0.0)
     db = open_db(pg_url, DIM)
     try:
         run_import(db, path)
-        n_after = add_many_in_turns(ctx, db, pg_url, len(workload.base))
-        extra = workload.extra
-        raw_ids = [extra.row(i)[0] for i in range(*raw_copy_turns_slice(cfg))]
-        assert len(raw_ids) == 4  # two COPYs of two rows, after add_many's 1st and 3rd calls
-        got = db.memories.get(raw_ids[0])
-        assert got.content == extra.row(6)[COLUMNS.index("content")]
-        hits = db.memories.search(embedding=extra.vectors[6], mode="vector", top_k=1)
-        assert hits[0].memory.id == raw_ids[0]
+        writes(ctx, db, pg_url, len(w.base))
+        copied = range(*raw_copy_turns_slice(cfg))  # two COPYs of two rows, after calls 1 and 3
+        inserted = range(*raw_insert_turns_slice(cfg))
+        for i in (copied[0], inserted[-1]):
+            got = db.memories.get(w.extra.row(i)[0])
+            assert got.content == w.extra.row(i)[COLUMNS.index("content")]
+            hits = db.memories.search(embedding=w.extra.vectors[i], mode="vector", top_k=1)
+            assert hits[0].memory.id == got.id
     finally:
         db.close()
-    assert n_after == len(workload.base) + 6 + 4
     with psycopg.connect(pg_url) as conn:
-        ns = [r[0] for r in conn.execute("SELECT (metadata->>'n')::int FROM memories")]
-    assert sorted(ns) == list(range(len(workload.base) + 10))
+        ns = sorted(r[0] for r in conn.execute("SELECT (metadata->>'n')::int FROM memories"))
+    single = range(*interleaved_slice(cfg))
+    expected = [*range(len(w.base)), *(len(w.base) + i for i in range(cfg.copy_indexed_rows))]
+    expected += [len(w.base) + i for i in (*copied, *single, *inserted)]
+    assert ns == sorted(expected)
     by_name = {m.name: m for m in measurements}
-    raw, ours = by_name["raw.copy.interleaved"], by_name["engramdb.add_many"]
-    assert raw.metrics["rows"] == 4 and ours.metrics["rows"] == 6
-    assert ours.baseline == raw.name and raw.params["batch"] == ours.params["batch"] == 2
+    copy, many = by_name["raw.copy.engramdb_table"], by_name["engramdb.add_many"]
+    assert copy.metrics["rows"] == 4 and many.metrics["rows"] == 6
+    assert many.baseline == copy.name and copy.params["batch"] == many.params["batch"] == 2
+    insert, add = by_name["raw.insert.engramdb_table"], by_name["engramdb.add.single"]
+    assert insert.metrics["rows"] == add.metrics["rows"] == cfg.insert_rows
+    assert add.baseline == insert.name
+    assert "raw.insert.interleaved" not in by_name  # no raw suite in this run
 
 
 def test_run_writers_collects_every_sample_and_reraises() -> None:
