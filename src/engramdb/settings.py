@@ -68,15 +68,17 @@ class Settings:
     # (rows / reference) ** growth beyond it, up to pgvector's 1000. Unfiltered, recall@10 ~0.99
     # took ef_search 40 at 100,000 rows and ~100 at 300,000; at 1M, 300 gave 0.975-0.983 over
     # two builds of the graph (the target is 0.98) and 400 gave 0.985 (growth 1.0: 40, 120,
-    # 400). Broad filters: 100 at 100,000; at 1M, 316 gave 0.988-0.990 for a user with 11% of
-    # the rows (target 0.99) and 400 gave 0.998, for 0.2-1 ms more p50 (growth 0.6: 193 at
-    # 300,000, 398 at 1M). A reference of None or 0 keeps the values fixed.
+    # 400). Broad filters: 100 at 100,000; at 1M, for a user with 11% of the rows (target
+    # 0.99), 316 gave 0.988-0.990, 398-400 gave 0.989-0.998 over five builds (a query finding
+    # none of its top 10 on two of them) and 500 gave 0.995-0.998 on the two builds where it was
+    # tried, one of them with such a query at 398, for 0.2-1 ms more p50 (growth 0.7: 216 at
+    # 300,000, 501 at 1M). A reference of None or 0 keeps the values fixed.
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
     hnsw_ef_search: int = 40  # unfiltered searches
     hnsw_ef_search_growth: float = 1.0
     hnsw_filtered_ef_search: int = 100  # filtered searches that use the index (broad filters)
-    hnsw_filtered_ef_search_growth: float = 0.6
+    hnsw_filtered_ef_search_growth: float = 0.7
     hnsw_ef_search_reference_rows: int | None = 100_000
     hnsw_max_scan_tuples: int | None = None  # iterative-scan bounds; None keeps pgvector's
     hnsw_scan_mem_multiplier: int | None = None
