@@ -481,6 +481,10 @@ def interleaved_searches(ctx: Context, db: Engram, uri: str) -> None:
                     qs,
                     block=SEARCH_BLOCK,
                     warmup=cfg.warmup,
+                    # An exact scan of a whole large table takes a second or more a query: as
+                    # many as the raw suite runs of it (a million-memory run once spent most of
+                    # an hour here, on a build where no HNSW plan reached the recall target).
+                    limit=cfg.exact_queries if plan.exact and qs.column is None else None,
                 )
             common: dict[str, Any] = {
                 "query_set": qs.name,

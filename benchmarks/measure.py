@@ -136,13 +136,14 @@ def queries_in_turns(
     *,
     block: int,
     warmup: int = 10,
+    limit: int | None = None,
 ) -> dict[str, SearchResult]:
     """:func:`run_queries` for several searchers of the same queries, taking turns: queries
     ``block`` at a time, each searcher running the block in turn, the first of each turn
     rotating. All see the machine of the same moments, so their ratios do not carry drift
     between measurements taken minutes apart (on this machine, several tenths of a millisecond
-    on a search of one or two)."""
-    n = len(qs)
+    on a search of one or two). ``limit``: the first that many queries only."""
+    n = len(qs) if limit is None else min(limit, len(qs))
     for search in searches.values():
         for i in range(min(warmup, n)):
             search(i)

@@ -372,6 +372,14 @@ def test_queries_in_turns_runs_every_query_once_per_searcher_in_rotating_blocks(
     assert [n for n, _ in timed[:8]] == ["a", "a", "b", "b", "b", "b", "a", "a"]
     assert [i for _, i in timed[:8]] == [0, 1, 0, 1, 2, 3, 2, 3]
     assert results["a"].recall == 1.0 and results["b"].recall == 0.0
+    # With a limit, the first that many queries only, still in turns.
+    calls.clear()
+    limited = queries_in_turns(
+        {"a": searcher("a", True), "b": searcher("b", False)}, workload, qs, block=2, warmup=0,
+        limit=3,
+    )  # fmt: skip
+    assert calls == [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("b", 2), ("a", 2)]
+    assert limited["a"].latency.count == limited["b"].latency.count == 3
 
 
 def test_interleaved_searches_run_the_best_raw_plan_on_engramdbs_table(
