@@ -338,11 +338,17 @@ def insert_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return (*row[:i], Jsonb(row[i]), *row[i + 1 :])
 
 
-def copy_rows(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> float:
-    """Binary COPY of ``rows`` in one transaction; returns seconds including the commit."""
+def copy_rows(
+    conn: psycopg.Connection[Any],
+    rows: Sequence[tuple[Any, ...]],
+    query: str = COPY_SQL,
+    types: Sequence[str] = PG_TYPES,
+) -> float:
+    """Binary COPY of ``rows`` (of ``types``) in one transaction, into the raw table unless
+    ``query`` names another; returns seconds including the commit."""
     with Timer() as t:
-        with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
-            copy.set_types(list(PG_TYPES))
+        with conn.cursor() as cur, cur.copy(query) as copy:
+            copy.set_types(list(types))
             for row in rows:
                 copy.write_row(row)
         conn.commit()
@@ -395,13 +401,7 @@ def register_engramdb_scopes(
 def copy_into_engramdb(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> float:
     """Binary COPY of :func:`engramdb_rows` into engramdb's ``memories`` table (every index of
     it), in one transaction; returns seconds including the commit."""
-    with Timer() as t:
-        with conn.cursor() as cur, cur.copy(_ENGRAMDB_COPY_SQL) as copy:
-            copy.set_types(list(ENGRAMDB_COPY_TYPES))
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
-    return t.seconds
+    return copy_rows(conn, rows, _ENGRAMDB_COPY_SQL, ENGRAMDB_COPY_TYPES)
 
 
 def insert_into_engramdb(
