@@ -449,6 +449,23 @@ def raw_pgvector(ctx: Context) -> None:
     ctx.log(f"vacuumed the table after the writes (untimed, {t.seconds:.1f}s)")
 
 
+def copy_and_index(uri: str, rows: Sequence[tuple[Any, ...]], dim: int) -> float:
+    """Raw pgvector's import of ``rows`` into the empty database at ``uri``: the table made
+    (untimed), one binary COPY, then :data:`INDEXES` one by one, each committed, as
+    :func:`load_and_index` times them; returns the seconds of the COPY and the builds."""
+    with psycopg.connect(uri) as conn:
+        register_vector(conn)
+        conn.execute(CREATE_TABLE.format(dim=dim))
+        conn.commit()
+        seconds = copy_rows(conn, rows)
+        for _, _, ddl in INDEXES:
+            with Timer() as t:
+                conn.execute(ddl)
+                conn.commit()
+            seconds += t.seconds
+    return seconds
+
+
 def load_and_index(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
     conn.execute(CREATE_TABLE.format(dim=w.spec.dim))
     conn.commit()

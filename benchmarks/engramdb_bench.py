@@ -45,6 +45,10 @@ Measured, in this order, in a fresh database migrated by ``connect``:
 7. ``engramdb.halfvec.*``: if the installed engramdb has a half-precision setting, the same
    import and searches with it (up to :data:`HALFVEC_MAX_N` memories). Baseline: the float32
    figures of step 1 and 2.
+8. ``engramdb.import.turns``: up to :data:`IMPORT_TURNS_MAX_N` memories, the import of step 1
+   repeated :data:`IMPORT_TURNS` times, taking turns with raw COPY + index builds of the same
+   rows (``raw.copy.empty+indexes.turns``, its baseline), each into a fresh database
+   (:func:`imports_in_turns`).
 
 Search measurements carry a note saying whether the issue's target (p50 ≤ 1.3x the best raw
 plan; recall@k ≥ 0.99 with a scope filter, ≥ 0.98 without) is met in this run.
@@ -82,6 +86,7 @@ from .baseline import (
     apply_settings,
     best_plan,
     concurrent_writers,
+    copy_and_index,
     copy_into_engramdb,
     engramdb_rows,
     engramdb_table,
@@ -128,6 +133,10 @@ SIDE_QUERIES = 200
 #: The half-precision variant imports the whole workload again (a second HNSW build): up to
 #: this size only, so that a 1M run stays within the hour on a 2-core machine.
 HALFVEC_MAX_N = 200_000
+#: Imports repeated taking turns with raw COPY + index builds, each into a fresh database, up
+#: to this size (a turn is seconds at 10,000 memories, minutes at 100,000).
+IMPORT_TURNS = 3
+IMPORT_TURNS_MAX_N = 20_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -818,6 +827,61 @@ def halfvec_variant(ctx: Context, jsonl: Path) -> None:
         db.close()
 
 
+def imports_in_turns(ctx: Context, jsonl: Path, turns: int = IMPORT_TURNS) -> None:
+    """The import into an empty store and raw pgvector's COPY + index builds of the same rows
+    (:func:`~.baseline.copy_and_index`), taking turns, each into a fresh database: rows/s over
+    all turns, ``engramdb.import.turns`` against ``raw.copy.empty+indexes.turns``.
+
+    ``engramdb.import`` is one import against the raw suite's one load, taken minutes apart;
+    at 10,000 memories, where an import takes seconds, the machine's speed drifts that much
+    between them (imports of the same code read 0.64x to 0.78x taking turns here). Each side
+    starts on a quiet server, and the two alternate which goes first.
+    """
+    cfg, w = ctx.config, ctx.workload
+    n = len(w.base)
+    if n > IMPORT_TURNS_MAX_N:
+        ctx.log(f"imports taking turns skipped above {IMPORT_TURNS_MAX_N:,} memories")
+        return
+    rows = w.base.rows()  # built before the clock, as the raw suite's COPY has them
+    seconds: dict[str, list[float]] = {"raw": [], "engramdb": []}
+    for turn in range(turns):
+        for side in ("raw", "engramdb") if turn % 2 == 0 else ("engramdb", "raw"):
+            with ctx.scratch_database(f"turn{turn}_{side}") as uri:
+                if side == "raw":
+                    ctx.quiesce()
+                    seconds[side].append(copy_and_index(uri, rows, cfg.dim))
+                    continue
+                db = open_db(uri, cfg.dim)  # the schema migrated before the clock, as above
+                try:
+                    ctx.quiesce()
+                    with Timer() as t:
+                        run_import(db, jsonl)
+                finally:
+                    db.close()
+                with psycopg.connect(uri) as conn:
+                    row = conn.execute("SELECT count(*) FROM memories").fetchone()
+                stored = None if row is None else row[0]
+                if stored != n:
+                    raise RuntimeError(f"imported {stored} memories, expected {n}")
+                seconds[side].append(t.seconds)
+        ctx.log(
+            f"import turn {turn}: raw {seconds['raw'][-1]:.2f}s, "
+            f"engramdb {seconds['engramdb'][-1]:.2f}s"
+        )
+    for side, name, baseline in (
+        ("raw", "raw.copy.empty+indexes.turns", None),
+        ("engramdb", "engramdb.import.turns", "raw.copy.empty+indexes.turns"),
+    ):
+        ctx.throughput(
+            name,
+            n * turns,
+            sum(seconds[side]),
+            baseline=baseline,
+            extra={f"turn{i}_seconds": s for i, s in enumerate(seconds[side])},
+            turns=turns,
+        )
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -919,3 +983,4 @@ def engramdb_suite(ctx: Context) -> None:
         if not math.isnan(server):
             ctx.log(f"server PSS {server:.0f} MB; client RSS {rss_after:.0f} MB")
         halfvec_variant(ctx, jsonl)
+        imports_in_turns(ctx, jsonl)

@@ -8,11 +8,12 @@ same run; the report then shows their ratio. See ``benchmarks/README.md``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -333,6 +334,17 @@ class Context:
         if not keep:
             self._databases.append(db)
         return self.server.create_database(db)
+
+    @contextlib.contextmanager
+    def scratch_database(self, name: str) -> Iterator[str]:
+        """A fresh database ``bench_<suite>_<name>`` for one timed step, dropped when the step
+        ends: each turn of a repeated import starts empty, and frees its disk and memory."""
+        db = f"bench_{self.suite}_{name}"
+        uri = self.server.create_database(db)
+        try:
+            yield uri
+        finally:
+            self.server.drop_database(db)
 
     def quiesce(self) -> None:
         """Let background work left by what ran before finish (PgServer.quiesce) before a

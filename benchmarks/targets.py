@@ -17,6 +17,12 @@ from typing import Any
 
 #: (engramdb measurement, raw baseline, minimum ratio of rows/s, what).
 INGEST_TARGETS: tuple[tuple[str, str, float, str], ...] = (
+    (
+        "engramdb.import.turns",
+        "raw.copy.empty+indexes.turns",
+        0.7,
+        "import into an empty store (raw COPY + index builds taking turns, fresh databases)",
+    ),
     ("engramdb.import", "raw.copy.empty+indexes", 0.7, "import into an empty store"),
     (
         "engramdb.add_many",

@@ -29,6 +29,7 @@ from benchmarks.baseline import (
 )
 from benchmarks.engramdb_bench import (
     best_raw_plan,
+    imports_in_turns,
     interleaved_searches,
     open_db,
     run_import,
@@ -49,7 +50,7 @@ from benchmarks.registry import (
     raw_insert_turns_slice,
     single_insert_slice,
 )
-from benchmarks.server import quiesce
+from benchmarks.server import PgServer, quiesce
 from benchmarks.targets import Report, concurrency_table, http_target, interleaved_table
 from benchmarks.workload import COLUMNS, KINDS, Workload, WorkloadSpec, generate
 from pgvector.psycopg import register_vector
@@ -168,6 +169,64 @@ def test_writes_take_turns_with_raw_sql_into_engramdbs_own_table(
     assert insert.metrics["rows"] == add.metrics["rows"] == cfg.insert_rows
     assert add.baseline == insert.name
     assert "raw.insert.interleaved" not in by_name  # no raw suite in this run
+
+
+class _Server(PgServer):
+    """The harness's server, as the test server: databases made and dropped there (with
+    pgvector), each one's name kept in order."""
+
+    def __init__(self, admin_url: str) -> None:
+        super().__init__()
+        self.admin_url = admin_url
+        self.created: list[str] = []
+
+    def uri(self, database: str = "postgres") -> str:
+        return self.admin_url.replace("/postgres?", f"/{database}?", 1)
+
+    def create_database(self, name: str) -> str:
+        self.created.append(name)
+        return super().create_database(name)
+
+
+def test_imports_take_turns_with_raw_copy_and_index_builds_in_fresh_databases(
+    pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each turn imports the whole file into a fresh database (the suite checks every row is
+    there) and loads the same rows through raw COPY + index builds into another, the two
+    alternating which goes first; each figure counts every turn's rows, and the databases are
+    gone afterwards."""
+    w = generate(WorkloadSpec(n=120, dim=DIM, tenants=3, seed=11), extra=0, n_unfiltered=5)
+    path = tmp_path / "memories.jsonl"
+    write_jsonl(w.base, path)
+    server = _Server(pg_server.admin_url())
+    measurements: list[Measurement] = []
+    ctx = Context(RunConfig(n=120, dim=DIM), server, "engramdb", measurements, {"w": w}, 0.0)
+    imports_in_turns(ctx, path, turns=2)
+    assert server.created == [
+        "bench_engramdb_turn0_raw",
+        "bench_engramdb_turn0_engramdb",
+        "bench_engramdb_turn1_engramdb",
+        "bench_engramdb_turn1_raw",
+    ]
+    by_name = {m.name: m for m in measurements}
+    raw, lib = by_name["raw.copy.empty+indexes.turns"], by_name["engramdb.import.turns"]
+    assert lib.baseline == raw.name and raw.baseline is None
+    for m in (raw, lib):
+        assert m.metrics["rows"] == 240
+        turns = [m.metrics["turn0_seconds"], m.metrics["turn1_seconds"]]
+        assert all(t > 0 for t in turns) and m.metrics["seconds"] == pytest.approx(sum(turns))
+    with psycopg.connect(server.uri(), autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_engramdb\\_turn%'"
+        ).fetchall()
+    assert left == []
+
+    # Above the size limit nothing is repeated.
+    monkeypatch.setattr(engramdb_bench, "IMPORT_TURNS_MAX_N", 100)
+    measurements.clear()
+    server.created.clear()
+    imports_in_turns(ctx, path, turns=2)
+    assert measurements == [] and server.created == []
 
 
 def test_run_writers_collects_every_sample_and_reraises() -> None:
