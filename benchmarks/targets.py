@@ -127,6 +127,8 @@ def ingest_table(r: Report) -> list[str]:
     ]
     for name, base, minimum, what in INGEST_TARGETS:
         ours, theirs = r.rate(name), r.rate(base)
+        if ours is None and theirs is None:
+            continue  # not measured at this size (imports taking turns: small runs only)
         ratio = ours / theirs if ours and theirs else None
         ok = None if ratio is None else ratio >= minimum
         verdict = _verdict(ok)
@@ -134,7 +136,7 @@ def ingest_table(r: Report) -> list[str]:
             verdict = "n/a: raw table cold (see below)"
         lines.append(
             f"| {what} (`{name}`) | {_fmt(ours)} | `{base}` | {_fmt(theirs)} |"
-            f" {_fmt(ratio)}x | ≥ {minimum}x | {verdict} |"
+            f" {'n/a' if ratio is None else f'{_fmt(ratio)}x'} | ≥ {minimum}x | {verdict} |"
         )
     if cold_raw_table(r):
         lines += [

@@ -51,7 +51,13 @@ from benchmarks.registry import (
     single_insert_slice,
 )
 from benchmarks.server import PgServer, quiesce
-from benchmarks.targets import Report, concurrency_table, http_target, interleaved_table
+from benchmarks.targets import (
+    Report,
+    concurrency_table,
+    http_target,
+    ingest_table,
+    interleaved_table,
+)
 from benchmarks.workload import COLUMNS, KINDS, Workload, WorkloadSpec, generate
 from pgvector.psycopg import register_vector
 
@@ -307,6 +313,26 @@ def test_the_http_target_takes_the_faster_raw_baseline() -> None:
     assert "0.90 ms" in verdict(*suite, *http, m("http.raw.search.c1.latency", 1.1))
     assert "0.70 ms" in verdict(*http, turns)
     assert verdict(*http) == "- HTTP: no http suite figures in this report"
+
+
+def test_the_ingest_table_lists_the_imports_taking_turns_only_where_they_ran() -> None:
+    def m(name: str, rate: float) -> dict[str, Any]:
+        return {"name": name, "metrics": {"rows_per_s": rate}}
+
+    once = [m("engramdb.import", 1400), m("raw.copy.empty+indexes", 2000)]
+    turns = [m("engramdb.import.turns", 1500), m("raw.copy.empty+indexes.turns", 2000)]
+    big = "\n".join(ingest_table(Report({"measurements": once})))
+    assert "import.turns" not in big and "| 0.7x | ≥ 0.7x | **met** |" in big
+    small = "\n".join(ingest_table(Report({"measurements": [*once, *turns]})))
+    assert (
+        "`engramdb.import.turns`) | 1,500 | `raw.copy.empty+indexes.turns` | 2,000 | 0.75x" in small
+    )
+    # One side missing is shown as missing, not dropped.
+    half = "\n".join(ingest_table(Report({"measurements": [*once, turns[0]]})))
+    assert (
+        "`engramdb.import.turns`) | 1,500 | `raw.copy.empty+indexes.turns` | n/a | n/a | ≥ 0.7x | n/a |"
+        in half
+    )
 
 
 def test_the_concurrency_table_compares_with_the_raw_writers_that_took_turns() -> None:
