@@ -71,7 +71,7 @@ class Settings:
     # 400). Broad filters: 100 at 100,000; at 1M, for a user with 11% of the rows (target
     # 0.99), 316 gave 0.988-0.990, 398-400 gave 0.989-0.998 over five builds (a query finding
     # none of its top 10 on two of them), 500 gave 0.995-0.998 on two builds (one with such a
-    # query at 398), 501 gave 0.988 on a third and 0.996 on a fourth, for 0.2-1 ms more p50
+    # query at 398), 501 gave 0.988 on one and 0.996 on two more, for 0.2-1 ms more p50
     # (growth 0.7: 216 at 300,000, 501 at 1M). A reference of None or 0 keeps the values fixed.
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128
