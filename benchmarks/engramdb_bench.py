@@ -843,27 +843,31 @@ def imports_in_turns(ctx: Context, jsonl: Path, turns: int = IMPORT_TURNS) -> No
         ctx.log(f"imports taking turns skipped above {IMPORT_TURNS_MAX_N:,} memories")
         return
     rows = w.base.rows()  # built before the clock, as the raw suite's COPY has them
-    seconds: dict[str, list[float]] = {"raw": [], "engramdb": []}
+
+    def raw_load(uri: str) -> float:
+        ctx.quiesce()
+        return copy_and_index(uri, rows, cfg.dim)
+
+    def engramdb_import(uri: str) -> float:
+        db = open_db(uri, cfg.dim)  # the schema migrated before the clock, as in step 1
+        try:
+            ctx.quiesce()
+            with Timer() as t:
+                run_import(db, jsonl)
+        finally:
+            db.close()
+        with psycopg.connect(uri) as conn:
+            row = conn.execute("SELECT count(*) FROM memories").fetchone()
+        if row is None or row[0] != n:
+            raise RuntimeError(f"imported {row and row[0]} memories, expected {n}")
+        return t.seconds
+
+    loads = {"raw": raw_load, "engramdb": engramdb_import}
+    seconds: dict[str, list[float]] = {side: [] for side in loads}
     for turn in range(turns):
         for side in ("raw", "engramdb") if turn % 2 == 0 else ("engramdb", "raw"):
             with ctx.scratch_database(f"turn{turn}_{side}") as uri:
-                if side == "raw":
-                    ctx.quiesce()
-                    seconds[side].append(copy_and_index(uri, rows, cfg.dim))
-                    continue
-                db = open_db(uri, cfg.dim)  # the schema migrated before the clock, as above
-                try:
-                    ctx.quiesce()
-                    with Timer() as t:
-                        run_import(db, jsonl)
-                finally:
-                    db.close()
-                with psycopg.connect(uri) as conn:
-                    row = conn.execute("SELECT count(*) FROM memories").fetchone()
-                stored = None if row is None else row[0]
-                if stored != n:
-                    raise RuntimeError(f"imported {stored} memories, expected {n}")
-                seconds[side].append(t.seconds)
+                seconds[side].append(loads[side](uri))
         ctx.log(
             f"import turn {turn}: raw {seconds['raw'][-1]:.2f}s, "
             f"engramdb {seconds['engramdb'][-1]:.2f}s"

@@ -134,9 +134,10 @@ def ingest_table(r: Report) -> list[str]:
         verdict = _verdict(ok)
         if base == "raw.insert.interleaved" and cold_raw_table(r):
             verdict = "n/a: raw table cold (see below)"
+        shown = "n/a" if ratio is None else f"{_fmt(ratio)}x"
         lines.append(
             f"| {what} (`{name}`) | {_fmt(ours)} | `{base}` | {_fmt(theirs)} |"
-            f" {'n/a' if ratio is None else f'{_fmt(ratio)}x'} | ≥ {minimum}x | {verdict} |"
+            f" {shown} | ≥ {minimum}x | {verdict} |"
         )
     if cold_raw_table(r):
         lines += [
