@@ -41,7 +41,7 @@ def translate_errors() -> Iterator[None]:
             f"value rejected by the database: {exc.diag.message_primary}",
             details={"constraint": exc.diag.constraint_name},
         ) from exc
-    except pg.DataException as exc:
+    except psycopg.DataError as exc:  # SQLSTATE class 22, not only its generic 22000
         message = exc.diag.message_primary or str(exc)
         if "dimensions" in message:
             raise DimensionMismatch(message) from exc
