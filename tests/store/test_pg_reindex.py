@@ -89,7 +89,10 @@ def test_reindex_json_and_the_settings_as_defaults(
     db: Engram, run: Run, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENGRAMDB_HNSW_M", "12")
-    status, out, err = run("--json", "db", "reindex", "--dimensions", str(TEST_DIMENSIONS))
+    status, out, err = run(
+        "--json", "db", "reindex", "--dimensions", str(TEST_DIMENSIONS),
+        "--maintenance-work-mem", "128MB",
+    )  # fmt: skip
     assert status == 0, err
     [entry] = json.loads(out)
     assert entry["index_name"] == INDEX and entry["previous"] == INDEX
@@ -126,6 +129,8 @@ def test_a_bad_rebuild_leaves_the_index_in_use_untouched(db: Engram, run: Run, p
     assert _hnsw_indexes(pg_url) == indexes  # nothing half built left behind
     assert _registered(pg_url) == [(TEST_DIMENSIONS, "cosine", INDEX)]
 
+    status, _out, err = run("--json", "db", "reindex", "--maintenance-work-mem", "plenty")
+    assert status == 1 and json.loads(err)["error"]["code"] == "invalid_input"
     status, _out, err = run("--json", "db", "reindex", "--dimensions", "999")
     assert status == 1 and json.loads(err)["error"]["code"] == "not_found"
     status, _out, err = run("--json", "db", "reindex", "--metric", "hamming")

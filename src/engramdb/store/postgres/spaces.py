@@ -117,17 +117,11 @@ def rebuild_indexes(
             "ORDER BY dimensions, metric",
             (dimensions, dimensions, metric, metric),
         ).fetchall()
-        if not spaces and (dimensions is not None or metric is not None):
+        wanted = [] if dimensions is None else [f"{dimensions} dimensions"]
+        wanted += [] if metric is None else [f"metric {metric}"]
+        if not spaces and wanted:
             raise NotFound(
-                "no embedding space with "
-                + " and ".join(
-                    part
-                    for part in (
-                        None if dimensions is None else f"{dimensions} dimensions",
-                        None if metric is None else f"metric {metric}",
-                    )
-                    if part
-                ),
+                f"no embedding space with {' and '.join(wanted)}",
                 details={"dimensions": dimensions, "metric": metric},
             )
         # Every space is checked before anything is built: none is half done for a bad request.
@@ -143,7 +137,10 @@ def rebuild_indexes(
             for dim, met, old in spaces
         ]
     finally:
-        conn.execute("SELECT pg_advisory_unlock(hashtext('engramdb_rebuild_indexes'))")
+        # A broken connection released the lock with its session, and its error is the one
+        # to report.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(hashtext('engramdb_rebuild_indexes'))")
 
 
 def _rebuild(
