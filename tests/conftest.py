@@ -14,6 +14,7 @@ import pytest
 from psycopg import pq
 
 from engramdb import Engram, Settings, connect
+from engramdb.cli.main import main as cli_main
 from engramdb.embedded import EmbeddedPostgres
 from engramdb.embeddings.hashing import HashEmbedder
 from engramdb.store.postgres import PostgresStore
@@ -65,6 +66,22 @@ def pg_url(pg_server: EmbeddedPostgres, pg_template: str) -> Iterator[str]:
     yield _url(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+#: ``run("keys", "list")`` → (exit status, stdout, stderr) of the command line.
+CliRun = Callable[..., tuple[int, str, str]]
+
+
+def cli_runner(url: str, capsys: pytest.CaptureFixture[str]) -> CliRun:
+    """The command line run in process on the database at ``url``, its output captured."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = cli_main(["--database-url", url, *args])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
 
 
 @pytest.fixture

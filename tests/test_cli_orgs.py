@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
 
-from engramdb.cli.main import main
+from tests.conftest import CliRun, cli_runner
 from tests.test_organizations_purge import Tenancy, _catalog, _fill, _organization_ids, t
 
 __all__ = ["t"]  # the fixture, shared with the library's purge tests
 
-Run = Callable[..., tuple[int, str, str]]
+Run = CliRun
 
 
 @pytest.fixture
 def run(t: Tenancy, capsys: pytest.CaptureFixture[str]) -> Run:
-    def invoke(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        status = main(["--database-url", t.url, *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return invoke
+    return cli_runner(t.url, capsys)
 
 
 def test_cli_purges_with_yes_and_records_it_at_home(t: Tenancy, run: Run) -> None:

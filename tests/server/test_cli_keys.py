@@ -13,24 +13,16 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from engramdb.cli.main import main
+from tests.conftest import CliRun, cli_runner
 
 from .conftest import assert_error, bearer, owner_rows
 
-Run = Callable[..., tuple[int, str, str]]
+Run = CliRun
 
 
 @pytest.fixture
 def run(pg_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
-    """``run("keys", "list")`` → (exit status, stdout, stderr) of the command on the test DB."""
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        status = main(["--database-url", pg_url, *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return invoke
+    return cli_runner(pg_url, capsys)
 
 
 def test_keys_create_json_makes_a_working_key_in_a_new_organization(

@@ -4,7 +4,7 @@ stays open, the registry naming a usable index throughout (store/postgres/spaces
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -13,12 +13,12 @@ import pytest
 from engramdb import Engram, Settings, connect
 from engramdb.cli.main import main
 from engramdb.embeddings.hashing import HashEmbedder
-from tests.conftest import TEST_DIMENSIONS
+from tests.conftest import TEST_DIMENSIONS, CliRun, cli_runner
 
 INDEX = f"memories_embedding_{TEST_DIMENSIONS}_cosine_idx"
 HALFVEC_INDEX = f"memories_embedding_{TEST_DIMENSIONS}_cosine_halfvec_idx"
 
-Run = Callable[..., tuple[int, str, str]]
+Run = CliRun
 
 
 @pytest.fixture
@@ -32,13 +32,7 @@ def db(pg_url: str) -> Iterator[Engram]:
 
 @pytest.fixture
 def run(pg_url: str, capsys: pytest.CaptureFixture[str]) -> Run:
-    def invoke(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        status = main(["--database-url", pg_url, *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return invoke
+    return cli_runner(pg_url, capsys)
 
 
 def _hnsw_indexes(url: str) -> dict[str, tuple[bool, list[str]]]:

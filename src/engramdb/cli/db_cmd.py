@@ -83,12 +83,6 @@ def _reindex(args: argparse.Namespace, settings: Settings, connect: Any, backend
         print(f"building {name} ({dimensions} dimensions, {metric})…", file=sys.stderr)
 
     with translate_errors(), connect() as conn:
-        if args.maintenance_work_mem:
-            conn.execute(
-                "SELECT set_config('maintenance_work_mem', %s, false)",
-                (args.maintenance_work_mem,),
-            )
-            conn.commit()
         rebuilt = rebuild_indexes(
             conn,
             vector_type=args.vector_type or settings.vector_type,
@@ -100,6 +94,7 @@ def _reindex(args: argparse.Namespace, settings: Settings, connect: Any, backend
             ),
             dimensions=args.dimensions,
             metric=args.metric,
+            maintenance_work_mem=args.maintenance_work_mem,
             on_build=None if args.json else started,
         )
     lines = [

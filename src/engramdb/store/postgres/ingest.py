@@ -20,7 +20,7 @@ from ..security import AUDIT_FIELDS
 from .core import StoreCore
 from .rows import INSERT_FIELDS, INSERT_TYPES, MEMORY_FIELDS, cols, render, to_memory
 from .security import audit_values
-from .spaces import MAX_INDEXED_DIMENSIONS, index_name
+from .spaces import MAX_INDEXED_DIMENSIONS, REGISTER_INDEX_SQL, index_name
 
 if TYPE_CHECKING:
     from .search import TtlCache
@@ -398,11 +398,7 @@ class IngestMixin(StoreCore):
                     on_progress(stats)
                 name, vtype = index
                 cur.execute(self._index_ddl(name, dimensions, metric, vtype))
-                cur.execute(
-                    "UPDATE embedding_indexes SET index_name = %s "
-                    "WHERE dimensions = %s AND metric = %s",
-                    (name, dimensions, metric),
-                )
+                cur.execute(REGISTER_INDEX_SQL, (name, dimensions, metric))
                 stats.index_rebuilt = True
         if index is not None:
             self._spaces[(dimensions, metric)] = index[1]

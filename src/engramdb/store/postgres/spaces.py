@@ -17,6 +17,7 @@ from ...errors import Conflict, InvalidInput, NotFound
 __all__ = [
     "MAX_INDEXED_DIMENSIONS",
     "OPCLASS_SUFFIX",
+    "REGISTER_INDEX_SQL",
     "RebuiltIndex",
     "index_ddl",
     "index_name",
@@ -26,8 +27,14 @@ __all__ = [
 OPCLASS_SUFFIX = {"cosine": "_cosine_ops", "l2": "_l2_ops", "ip": "_ip_ops"}
 #: pgvector's HNSW dimension limit per stored type; past it a space is searched exactly.
 MAX_INDEXED_DIMENSIONS = {"vector": 2000, "halfvec": 4000}
+#: Names the index of the space (dimensions, metric) in the registry (parameters in that order).
+REGISTER_INDEX_SQL = (
+    "UPDATE embedding_indexes SET index_name = %s WHERE dimensions = %s AND metric = %s"
+)
 #: Suffix of an index while it is rebuilt beside the one in use.
 _REBUILD_SUFFIX = "_rebuild"
+#: The advisory lock one rebuild holds: two would drop each other's half-built index.
+_REBUILD_LOCK = "hashtext('engramdb_rebuild_indexes')"
 
 
 def index_name(dimensions: int, metric: str, vector_type: str) -> str:
@@ -86,6 +93,7 @@ def rebuild_indexes(
     ef_construction: int,
     dimensions: int | None = None,
     metric: str | None = None,
+    maintenance_work_mem: str | None = None,
     on_build: Callable[[int, str, str], None] | None = None,
 ) -> list[RebuiltIndex]:
     """Rebuilds the HNSW index of every embedding space (or of those with ``dimensions`` and
@@ -97,17 +105,20 @@ def rebuild_indexes(
     dropped concurrently and the new one takes the space's name. The registry
     (``embedding_indexes``) names an index that exists at every step, so an interrupted rebuild
     leaves a usable space (its leftover half-built index is dropped by the next rebuild).
-    ``on_build(dimensions, metric, name)`` is called as each build starts (it takes minutes
-    at a million vectors).
+    ``maintenance_work_mem`` (e.g. ``"2GB"``) is set for the builds: a graph that does not fit
+    in it builds far slower. ``on_build(dimensions, metric, name)`` is called as each build
+    starts (it takes minutes at a million vectors).
     """
     if metric is not None and metric not in OPCLASS_SUFFIX:
         raise InvalidInput(f"unknown metric {metric!r}: one of {', '.join(OPCLASS_SUFFIX)}")
     if vector_type not in MAX_INDEXED_DIMENSIONS:
         raise InvalidInput(f"unknown vector type {vector_type!r}: vector or halfvec")
     conn.autocommit = True
-    # One rebuild at a time: two would drop each other's half-built index.
-    lock = "SELECT pg_try_advisory_lock(hashtext('engramdb_rebuild_indexes'))"
-    row = conn.execute(lock).fetchone()
+    if maintenance_work_mem is not None:
+        conn.execute(
+            "SELECT set_config('maintenance_work_mem', %s, false)", (maintenance_work_mem,)
+        )
+    row = conn.execute(f"SELECT pg_try_advisory_lock({_REBUILD_LOCK})").fetchone()
     if row is None or not row[0]:
         raise Conflict("another rebuild of the vector indexes is running on this database")
     try:
@@ -140,7 +151,7 @@ def rebuild_indexes(
         # A broken connection released the lock with its session, and its error is the one
         # to report.
         with contextlib.suppress(psycopg.Error):
-            conn.execute("SELECT pg_advisory_unlock(hashtext('engramdb_rebuild_indexes'))")
+            conn.execute(f"SELECT pg_advisory_unlock({_REBUILD_LOCK})")
 
 
 def _rebuild(
@@ -160,10 +171,7 @@ def _rebuild(
         conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
 
     def register(name: str) -> None:
-        conn.execute(
-            "UPDATE embedding_indexes SET index_name = %s WHERE dimensions = %s AND metric = %s",
-            (name, dimensions, metric),
-        )
+        conn.execute(REGISTER_INDEX_SQL, (name, dimensions, metric))
 
     def exists(name: str) -> bool:
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
@@ -204,9 +212,9 @@ def _rebuild(
     seconds = time.perf_counter() - started
     # The new index is valid: the registry names it while the old ones go.
     register(building)
-    if previous is not None:
+    drop(final)  # the index in use when the type is unchanged; else one made by hand
+    if previous is not None and previous != final:
         drop(previous)
-    drop(final)  # held by another index only if one was made by hand meanwhile
     take_name(building)
     return RebuiltIndex(
         dimensions=dimensions, metric=metric, index_name=final, previous=previous,
