@@ -2,7 +2,8 @@
 
 The table is shaped like a memories table (see :data:`CREATE_TABLE`), with a primary key,
 B-tree indexes on ``(organization_id, agent_id)`` and ``(organization_id, user_id)`` and an HNSW
-index (cosine, with engramdb's default ``m`` and ``ef_construction``, so both build the same graph).
+index (cosine, with engramdb's default ``m`` and ``ef_construction``, so both build the same graph;
+``--hnsw-m`` sets ``m`` on both sides).
 Measured, in this order:
 
 1. ``raw.copy.empty``: binary COPY of the ``n`` base rows into the empty, index-less table;
@@ -89,26 +90,30 @@ CREATE TABLE memories (
 )
 """
 
-#: (measurement suffix, index name, DDL), built in this order after the initial COPY.
-INDEXES: tuple[tuple[str, str, str], ...] = (
-    ("pk", "memories_pkey", "ALTER TABLE memories ADD PRIMARY KEY (id)"),
-    (
-        "btree_agent",
-        "memories_org_agent_idx",
-        "CREATE INDEX memories_org_agent_idx ON memories (organization_id, agent_id)",
-    ),
-    (
-        "btree_user",
-        "memories_org_user_idx",
-        "CREATE INDEX memories_org_user_idx ON memories (organization_id, user_id)",
-    ),
-    (
-        "hnsw",
-        HNSW_INDEX,
-        f"CREATE INDEX {HNSW_INDEX} ON memories USING hnsw (embedding vector_cosine_ops)"
-        f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
-    ),
-)
+
+def indexes(m: int | None = None) -> tuple[tuple[str, str, str], ...]:
+    """``(measurement suffix, index name, DDL)``, built in this order after the initial COPY;
+    the HNSW graph with ``m`` (``--hnsw-m``; engramdb's default when ``None``)."""
+    return (
+        ("pk", "memories_pkey", "ALTER TABLE memories ADD PRIMARY KEY (id)"),
+        (
+            "btree_agent",
+            "memories_org_agent_idx",
+            "CREATE INDEX memories_org_agent_idx ON memories (organization_id, agent_id)",
+        ),
+        (
+            "btree_user",
+            "memories_org_user_idx",
+            "CREATE INDEX memories_org_user_idx ON memories (organization_id, user_id)",
+        ),
+        (
+            "hnsw",
+            HNSW_INDEX,
+            f"CREATE INDEX {HNSW_INDEX} ON memories USING hnsw (embedding vector_cosine_ops)"
+            f" WITH (m = {HNSW_M if m is None else m}, ef_construction = {HNSW_EF_CONSTRUCTION})",
+        ),
+    )
+
 
 COPY_SQL = f"COPY memories ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 INSERT_SQL = (
@@ -449,16 +454,19 @@ def raw_pgvector(ctx: Context) -> None:
     ctx.log(f"vacuumed the table after the writes (untimed, {t.seconds:.1f}s)")
 
 
-def copy_and_index(uri: str, rows: Sequence[tuple[Any, ...]], dim: int) -> float:
+def copy_and_index(
+    uri: str, rows: Sequence[tuple[Any, ...]], dim: int, m: int | None = None
+) -> float:
     """Raw pgvector's import of ``rows`` into the empty database at ``uri``: the table made
-    (untimed), one binary COPY, then :data:`INDEXES` one by one, each committed, as
+    (untimed), one binary COPY, then :func:`indexes` (the graph with ``m``) one by one, each
+    committed, as
     :func:`load_and_index` times them; returns the seconds of the COPY and the builds."""
     with psycopg.connect(uri) as conn:
         register_vector(conn)
         conn.execute(CREATE_TABLE.format(dim=dim))
         conn.commit()
         seconds = copy_rows(conn, rows)
-        for _, _, ddl in INDEXES:
+        for _, _, ddl in indexes(m):
             with Timer() as t:
                 conn.execute(ddl)
                 conn.commit()
@@ -479,7 +487,7 @@ def load_and_index(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> 
     notices: list[str] = []
     conn.add_notice_handler(lambda d: notices.append(str(d.message_primary)))
     total_index_s = 0.0
-    for suffix, index, ddl in INDEXES:
+    for suffix, index, ddl in indexes(ctx.config.hnsw_m):
         ctx.log(f"building index {suffix}")
         notices.clear()
         with Timer() as t:

@@ -61,6 +61,9 @@ class RunConfig:
     executemany_rows: int = 5_000  # one transaction of INSERTs
     ef_search: int = 40
     tune_server: bool = True
+    #: HNSW ``m`` of every graph the run builds, raw and engramdb alike (None: engramdb's
+    #: default). A denser graph is what docs/embeddings.md advises for a space of a million.
+    hnsw_m: int | None = None
 
     @classmethod
     def for_size(cls, n: int, *, quick: bool = False, **overrides: Any) -> RunConfig:

@@ -218,6 +218,8 @@ def markdown(report: RunReport) -> str:
             f" table), dim {wl['dim']}, {wl['clusters']} clusters, {wl['agents']} agents,"
             f" {wl['users']} users (Zipf s={wl['user_zipf_s']}), seed {wl['seed']}, k={wl['k']}"
         )
+    if c.hnsw_m is not None:
+        lines.append(f"- HNSW graphs built with m={c.hnsw_m} (--hnsw-m), raw and engramdb alike")
     lines.append("")
 
     if wl.get("query_sets"):

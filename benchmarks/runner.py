@@ -38,6 +38,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, help="unfiltered queries (filtered: --filtered-queries)")
     p.add_argument("--filtered-queries", type=int, help="queries per filter bucket and plan")
     p.add_argument("--ef-search", type=int, help="hnsw.ef_search for HNSW plans (default 40)")
+    p.add_argument(
+        "--hnsw-m",
+        type=int,
+        help="HNSW m of the raw and engramdb graphs alike, 2 to 100 (default: engramdb's)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for the reports")
     p.add_argument("--name", help="report name prefix (default: quick or n<N>)")
     p.add_argument(
@@ -69,6 +74,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["filtered_queries"] = args.filtered_queries
     if args.ef_search is not None:
         overrides["ef_search"] = args.ef_search
+    if args.hnsw_m is not None:
+        # pgvector's range, checked here rather than by the first index build minutes later.
+        if not 2 <= args.hnsw_m <= 100:
+            raise SystemExit(f"--hnsw-m must be between 2 and 100, not {args.hnsw_m}")
+        overrides["hnsw_m"] = args.hnsw_m
     return RunConfig.for_size(n, quick=args.quick, **overrides)
 
 

@@ -53,9 +53,12 @@ def _item(m: Memories, i: int) -> dict[str, Any]:
     }
 
 
-def _open(url: str, dim: int) -> Engram:
+def _open(url: str, dim: int, hnsw_m: int | None) -> Engram:
     # auto_migrate: external PostgreSQL databases are otherwise left for `engramdb db upgrade`.
-    return connect(url, embedder=HashEmbedder(dim), settings=Settings(auto_migrate=True))
+    # hnsw_m: the run's graph (--hnsw-m) where the store is PostgreSQL.
+    extra = {} if hnsw_m is None else {"hnsw_m": hnsw_m}
+    settings = Settings(auto_migrate=True, **extra)
+    return connect(url, embedder=HashEmbedder(dim), settings=settings)
 
 
 @bench(
@@ -85,7 +88,7 @@ def _backend(
     def base_of(name: str) -> str | None:
         return None if baseline is None else f"{baseline}.{name}"
 
-    db = _open(url, cfg.dim)
+    db = _open(url, cfg.dim, cfg.hnsw_m)
     base = w.base
     with Timer() as t:
         for start in range(0, len(base), BATCH):
@@ -100,7 +103,7 @@ def _backend(
 
     # Searches see exactly the rows of the ground truth: the extra rows come after them.
     # A new connection: on SQLite the first vector search loads the vectors into the cache.
-    db = _open(url, cfg.dim)
+    db = _open(url, cfg.dim, cfg.hnsw_m)
     try:
         with Timer() as t:
             db.memories.search(embedding=w.query_sets[0].vectors[0], mode="vector", top_k=cfg.k)

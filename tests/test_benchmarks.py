@@ -18,9 +18,10 @@ import pytest
 from benchmarks import engramdb_bench
 from benchmarks.baseline import (
     CREATE_TABLE,
-    INDEXES,
     ROW_COLUMNS,
+    copy_and_index,
     copy_rows,
+    indexes,
     plans_for,
     rows_sql,
     run_writers,
@@ -50,6 +51,7 @@ from benchmarks.registry import (
     raw_insert_turns_slice,
     single_insert_slice,
 )
+from benchmarks.runner import config_from_args, parse_args
 from benchmarks.server import PgServer, quiesce
 from benchmarks.targets import (
     Report,
@@ -192,6 +194,37 @@ class _Server(PgServer):
     def create_database(self, name: str) -> str:
         self.created.append(name)
         return super().create_database(name)
+
+
+def test_hnsw_m_builds_the_raw_and_engramdb_graphs_alike(pg_server: Any) -> None:
+    """``--hnsw-m`` reaches both sides: raw pgvector's index build and the store engramdb
+    opens build their graphs with it; out of pgvector's range it stops the run at once."""
+    cfg = config_from_args(parse_args(["--quick", "--dim", str(DIM), "--hnsw-m", "6"]))
+    assert cfg.hnsw_m == 6
+    assert config_from_args(parse_args(["--quick"])).hnsw_m is None
+    with pytest.raises(SystemExit, match="between 2 and 100"):
+        config_from_args(parse_args(["--quick", "--hnsw-m", "1"]))
+
+    w = generate(WorkloadSpec(n=60, dim=DIM, tenants=2, seed=5), extra=0, n_unfiltered=2)
+    server = _Server(pg_server.admin_url())
+    raw_uri, lib_uri = server.create_database("bench_m_raw"), server.create_database("bench_m_lib")
+    try:
+        copy_and_index(raw_uri, w.base.rows(), DIM, cfg.hnsw_m)
+        db = open_db(lib_uri, DIM, hnsw_m=cfg.hnsw_m)
+        try:
+            db.memories.add("one memory", embedding=w.base.vectors[0])
+        finally:
+            db.close()
+        for uri in (raw_uri, lib_uri):
+            with psycopg.connect(uri) as conn:
+                options = conn.execute(
+                    "SELECT c.reloptions FROM pg_class c JOIN pg_am a ON a.oid = c.relam"
+                    " WHERE a.amname = 'hnsw'"
+                ).fetchall()
+            assert options and all("m=6" in (row[0] or []) for row in options), (uri, options)
+    finally:
+        for name in ("bench_m_raw", "bench_m_lib"):
+            server.drop_database(name)
 
 
 def test_imports_take_turns_with_raw_copy_and_index_builds_in_fresh_databases(
@@ -411,7 +444,7 @@ def test_rows_baseline_returns_the_same_top_k_with_the_rows(
         conn.execute(CREATE_TABLE.format(dim=DIM))
         conn.commit()
         copy_rows(conn, workload.base.rows())
-        for _, _, ddl in INDEXES:
+        for _, _, ddl in indexes():
             conn.execute(ddl)
         conn.commit()
         conn.execute("SET hnsw.ef_search = 200")  # the tiny graph: HNSW finds everything
