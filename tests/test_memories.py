@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 import engramdb
@@ -177,6 +178,56 @@ def test_metadata_json_cannot_hold_is_written_alike_or_refused(db: Engram) -> No
         with pytest.raises(engramdb.InvalidInput, match=r"must be JSON|NaN or infinite"):
             db.memories.add("not json", metadata={"x": [bad]}, embedding=vec)
     assert [m.content for m in db.memories.list().items] == ["typed"]
+
+
+def test_given_vectors_are_stored_as_given_and_bad_ones_refused_by_item(
+    db: Engram, backend: str
+) -> None:
+    """A vector given to add() or add_many() is checked against the space by itself (not by
+    the model, float by float): numpy arrays, lists and tuples are stored as the same float32
+    values; text, NaN, infinities, numbers beyond float32's range and the wrong dimension are
+    refused naming the vector (and, in a batch, the item's index), with nothing written. (Over
+    HTTP the request's own validation, or the client's, words some of these refusals.)"""
+    dim = db.embedder.dimensions
+    base = np.linspace(-1.0, 1.0, dim)
+    made = [
+        db.memories.add("numpy float32", embedding=base.astype(np.float32)),
+        db.memories.add("numpy float64", embedding=base),
+        db.memories.add("tuple", embedding=tuple(float(x) for x in base)),
+        *db.memories.add_many(
+            [
+                {"content": "batch list", "embedding": base.tolist()},
+                engramdb.MemoryInput(content="batch model", embedding=base.tolist()),
+            ]
+        ),
+    ]
+    for m in made:
+        stored = db.memories.get(m.id, with_embedding=True).embedding
+        assert stored is not None
+        assert np.array_equal(np.asarray(stored, dtype=np.float32), base.astype(np.float32))
+
+    bad_vectors = {
+        "must be a list of numbers": ["x"] * dim,
+        "NaN or infinite": [float("nan")] + [0.5] * (dim - 1),
+        "beyond float32": np.full(dim, 1e39),
+    }
+    local = backend != "http"
+    for message, bad in bad_vectors.items():
+        with pytest.raises(
+            engramdb.InvalidInput, match=f"^embedding .*{message}" if local else None
+        ):
+            db.memories.add("refused", embedding=bad)
+        good = {"content": "fine", "embedding": base.tolist()}
+        with pytest.raises(
+            engramdb.InvalidInput, match=f"^item 1: embedding .*{message}" if local else None
+        ) as info:
+            db.memories.add_many([good, {"content": "refused", "embedding": bad}])
+        if local:
+            assert info.value.details["index"] == 1
+    with pytest.raises(engramdb.DimensionMismatch) as mismatch:
+        db.memories.add_many([{"content": "short", "embedding": [1.0, 0.0]}])
+    assert mismatch.value.details["index"] == 0 and mismatch.value.details["got"] == 2
+    assert len(db.memories.list(limit=50).items) == len(made)
 
 
 def test_dimension_mismatch_error_is_clear(db: Engram) -> None:

@@ -88,7 +88,10 @@ class Engine:
         arr = _packed(vector) if type(vector) is list else None
         if arr is None:
             try:
-                arr = np.asarray(vector, dtype=np.float32)
+                # A number beyond float32's range becomes an infinity, refused below; numpy's
+                # warning about the cast would only repeat that.
+                with np.errstate(over="ignore"):
+                    arr = np.asarray(vector, dtype=np.float32)
             except (TypeError, ValueError):
                 raise InvalidInput(f"{what} must be a list of numbers") from None
         if arr.ndim != 1:
@@ -104,7 +107,9 @@ class Engine:
                 },
             )
         if not np.all(np.isfinite(arr)):
-            raise InvalidInput(f"{what} contains NaN or infinite values")
+            raise InvalidInput(
+                f"{what} contains NaN or infinite values (or numbers beyond float32's range)"
+            )
         return arr
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:

@@ -106,16 +106,10 @@ def import_records(
     def batches() -> Iterator[list[NewMemory]]:
         chunk: list[tuple[int, MemoryInput, Any]] = []
         for line, record in records:
-            # The vector is checked by check_vector, not field by field by the model (at 384
-            # floats that would be most of the validation time), and here, not with its batch:
-            # the list of floats then dies young, where the garbage collector would walk a
-            # batch's lists again and again (a tenth of the load).
-            fields = dict(record)
-            given = fields.pop("embedding", None)
-            item = memories._prepare(fields, label=f"line {line}")
-            vector = (
-                None if given is None else engine.check_vector(given, f"line {line}: embedding")
-            )
+            # The vector is checked here, not with its batch: the list of floats then dies
+            # young, where the garbage collector would walk a batch's lists again and again (a
+            # tenth of the load).
+            item, vector = memories._prepare_vector(record, label=f"line {line}")
             chunk.append((line, item, vector))
             if len(chunk) >= batch_size:
                 yield rows(chunk)

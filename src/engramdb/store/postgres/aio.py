@@ -34,6 +34,7 @@ from ...models.common import dumps_json, loads_json
 from ..base import RawHit, SearchSpec
 from .errors import translate_errors
 from .plans import GENERIC_PLAN_SINCE, estimate_statement
+from .pools import LifoAsyncConnectionPool
 from .session import Sessions, pairs, set_config_sql, split_settings
 from .vectors import register_numpy_dumper
 
@@ -81,7 +82,7 @@ class AsyncSearches:
         another: one loop at a time), and whoever opened it closes it."""
         if self._pool is not None:
             return False
-        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = LifoAsyncConnectionPool(
             self._store.url,
             min_size=1,
             max_size=self._max_size,

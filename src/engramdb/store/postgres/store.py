@@ -44,6 +44,7 @@ from .compile import compile_query
 from .errors import translate_errors
 from .ingest import IngestMixin
 from .notify import KeyChangeListener
+from .pools import LifoConnectionPool
 from .resources import PostgresResources
 from .rows import MEMORY_FIELDS, cols, to_memory
 from .search import SearchMixin, TtlCache
@@ -122,7 +123,7 @@ class PostgresStore(SearchMixin, IngestMixin, SecurityMixin, PostgresResources):
                     details={"current": current, "head": head},
                 )
         s = self.settings
-        self._pool = ConnectionPool(
+        self._pool = LifoConnectionPool(
             self.url,
             min_size=s.pool_min_size,
             max_size=self._pool_max_size(),
