@@ -1,7 +1,8 @@
 """The store's connection pools hand out the most recently returned connection first
 (store/postgres/pools.py): sequential calls stay on one server process however many
 connections concurrency opened, where psycopg_pool's own order goes round them; concurrent
-callers still each get a connection of their own."""
+callers still each get a connection of their own; pooled connections send TCP keepalives
+unless the database URL sets its own."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import threading
 from typing import Any
 
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from engramdb import Settings, connect
 from engramdb.embeddings.none import NoEmbedder
-from engramdb.store.postgres.pools import LifoAsyncConnectionPool, LifoConnectionPool
+from engramdb.store.postgres.pools import (
+    KEEPALIVES,
+    LifoAsyncConnectionPool,
+    LifoConnectionPool,
+    pool_kwargs,
+)
 from tests.conftest import TEST_DIMENSIONS
 
 IDLE = 3  # connections opened at once before the sequential calls
@@ -101,3 +108,26 @@ def test_the_async_pool_reuses_the_last_connection(pg_url: str) -> None:
             return seen
 
     assert len(set(asyncio.run(run()))) == 1
+
+
+def _keepalive_options(dsn: str) -> dict[str, str]:
+    return {k: v for k, v in conninfo_to_dict(dsn).items() if k.startswith("keepalives")}
+
+
+def test_pooled_connections_keep_alive_unless_the_url_says_otherwise(pg_url: str) -> None:
+    db = connect(pg_url, embedder=NoEmbedder(TEST_DIMENSIONS), settings=Settings())
+    try:
+        with db.engine.store.pool.connection() as conn:  # type: ignore[attr-defined]
+            assert _keepalive_options(conn.info.dsn) == KEEPALIVES
+    finally:
+        db.close()
+    own = pg_url + ("&" if "?" in pg_url else "?") + "keepalives_idle=30"
+    assert not any(k.startswith("keepalives") for k in pool_kwargs(own))
+    db = connect(own, embedder=NoEmbedder(TEST_DIMENSIONS), settings=Settings())
+    try:
+        with db.engine.store.pool.connection() as conn:  # type: ignore[attr-defined]
+            assert _keepalive_options(conn.info.dsn) == {"keepalives_idle": "30"}
+    finally:
+        db.close()
+    # A conninfo psycopg cannot read is left for connecting to refuse, as before.
+    assert pool_kwargs("postgresql://[not a url")["keepalives"] == "1"

@@ -34,7 +34,7 @@ from ...models.common import dumps_json, loads_json
 from ..base import RawHit, SearchSpec
 from .errors import translate_errors
 from .plans import GENERIC_PLAN_SINCE, estimate_statement
-from .pools import LifoAsyncConnectionPool
+from .pools import LifoAsyncConnectionPool, pool_kwargs
 from .session import Sessions, pairs, set_config_sql, split_settings
 from .vectors import register_numpy_dumper
 
@@ -86,8 +86,7 @@ class AsyncSearches:
             self._store.url,
             min_size=1,
             max_size=self._max_size,
-            # As the synchronous pool: autocommit, each statement its own implicit transaction.
-            kwargs={"prepare_threshold": 2, "autocommit": True},
+            kwargs=pool_kwargs(self._store.url),  # as the synchronous pool's
             configure=self._configure,
             name="engramdb-async",
             open=False,

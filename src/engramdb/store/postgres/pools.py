@@ -10,7 +10,10 @@ last in, first out by default for the same reason.
 
 Last in, first out also leaves the connections that concurrency opened idle once it
 passes, so the pool's ``max_idle`` closes them, where going round the queue kept them all in
-use. The connection closed when the pool shrinks is the one idle longest, as before.
+use. The connection closed when the pool shrinks is the one idle longest, as before. Spare
+connections now sit idle for minutes, where a NAT or firewall may drop a silent connection
+(some cloud NAT gateways after 350 s): pooled connections send TCP keepalives after 60 s of
+silence unless the database URL sets its own (:func:`pool_kwargs`).
 
 psycopg_pool has no option for the order: its idle connections are a deque taken from the
 left under the pool's lock (``_get_ready_connection``). Before each take the most recently
@@ -24,10 +27,33 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, Connection
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-__all__ = ["LifoAsyncConnectionPool", "LifoConnectionPool"]
+__all__ = ["KEEPALIVES", "LifoAsyncConnectionPool", "LifoConnectionPool", "pool_kwargs"]
+
+#: libpq's TCP keepalive options for pooled connections (ignored on Unix sockets).
+KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "60",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+
+def pool_kwargs(url: str) -> dict[str, Any]:
+    """The connection options of the store's pools: autocommit (explicit transactions come
+    from ``_tx``; a pipeline without one is one implicit transaction ending at its Sync),
+    statements prepared from their second run, and :data:`KEEPALIVES` where ``url`` names no
+    keepalive option of its own."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        given = {}  # not a valid conninfo: connecting reports it, as it always has
+    keepalives = {} if any(k in given for k in KEEPALIVES) else KEEPALIVES
+    return {"prepare_threshold": 2, "autocommit": True, **keepalives}
 
 
 def _most_recent_first(idle: deque[Any]) -> None:

@@ -44,7 +44,7 @@ from .compile import compile_query
 from .errors import translate_errors
 from .ingest import IngestMixin
 from .notify import KeyChangeListener
-from .pools import LifoConnectionPool
+from .pools import LifoConnectionPool, pool_kwargs
 from .resources import PostgresResources
 from .rows import MEMORY_FIELDS, cols, to_memory
 from .search import SearchMixin, TtlCache
@@ -127,9 +127,7 @@ class PostgresStore(SearchMixin, IngestMixin, SecurityMixin, PostgresResources):
             self.url,
             min_size=s.pool_min_size,
             max_size=self._pool_max_size(),
-            # Autocommit: explicit transactions come from _tx; a pipeline without one is a
-            # single implicit transaction ending at its Sync (_round_trip).
-            kwargs={"prepare_threshold": 2, "autocommit": True},
+            kwargs=pool_kwargs(self.url),
             configure=self._configure,
             name="engramdb",
             open=False,
