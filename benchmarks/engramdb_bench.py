@@ -196,17 +196,14 @@ def write_jsonl(m: Memories, path: Path) -> int:
 # Connecting, importing, memory
 
 
-def settings_for(uri: str, *, hnsw_m: int | None = None, **overrides: Any) -> Settings:
-    """Library defaults, except: migrate the fresh database, no embedding model to load, and
-    the run's HNSW ``m`` where ``--hnsw-m`` gives one (``None``: the default)."""
-    if hnsw_m is not None:
-        overrides["hnsw_m"] = hnsw_m
+def settings_for(uri: str, **overrides: Any) -> Settings:
+    """Library defaults, except: migrate the fresh database, and no embedding model to load
+    (``overrides``: the run's ``RunConfig.library_settings`` and any other field)."""
     return Settings(database_url=uri, auto_migrate=True, embedder="hash", **overrides)
 
 
-def open_db(uri: str, dim: int, *, hnsw_m: int | None = None, **overrides: Any) -> Engram:
-    settings = settings_for(uri, hnsw_m=hnsw_m, **overrides)
-    return connect(uri, embedder=HashEmbedder(dim), settings=settings)
+def open_db(uri: str, dim: int, **overrides: Any) -> Engram:
+    return connect(uri, embedder=HashEmbedder(dim), settings=settings_for(uri, **overrides))
 
 
 def hnsw_params(db: Engram) -> dict[str, Any]:
@@ -537,7 +534,7 @@ def first_searches(ctx: Context, uri: str) -> None:
     """Every search the first of its filter's value: the store remembers no plan choice
     (``search_plan_cache_seconds=0``), so each search counts its filter's rows in its statement,
     as the first search of a user or agent does in a service with many of them."""
-    db = open_db(uri, ctx.config.dim, hnsw_m=ctx.config.hnsw_m, search_plan_cache_seconds=0)
+    db = open_db(uri, ctx.config.dim, **ctx.config.library_settings, search_plan_cache_seconds=0)
     try:
         side_searches(ctx, db, "engramdb.first", plan="engramdb, no plan remembered")
     finally:
@@ -804,7 +801,7 @@ def halfvec_variant(ctx: Context, jsonl: Path) -> None:
         ctx.log(f"halfvec variant skipped above {HALFVEC_MAX_N:,} memories (a second index build)")
         return
     uri = ctx.database("halfvec")
-    db = open_db(uri, cfg.dim, hnsw_m=cfg.hnsw_m, **overrides)
+    db = open_db(uri, cfg.dim, **cfg.library_settings, **overrides)
     try:
         ctx.log(f"halfvec variant ({overrides}): importing {len(w.base)} memories")
         with Timer() as t:
@@ -824,7 +821,7 @@ def halfvec_variant(ctx: Context, jsonl: Path) -> None:
     ctx.duration(
         "engramdb.halfvec.vacuum_analyze", sizes.pop("vacuum_analyze_seconds"), extra=sizes
     )
-    db = open_db(uri, cfg.dim, hnsw_m=cfg.hnsw_m, **overrides)
+    db = open_db(uri, cfg.dim, **cfg.library_settings, **overrides)
     try:
         side_searches(ctx, db, "engramdb.halfvec", plan="engramdb halfvec", **overrides)
     finally:
@@ -854,7 +851,7 @@ def imports_in_turns(ctx: Context, jsonl: Path, turns: int = IMPORT_TURNS) -> No
 
     def engramdb_import(uri: str) -> float:
         # The schema migrated before the clock, as in step 1.
-        db = open_db(uri, cfg.dim, hnsw_m=cfg.hnsw_m)
+        db = open_db(uri, cfg.dim, **cfg.library_settings)
         try:
             ctx.quiesce()
             with Timer() as t:
@@ -920,7 +917,7 @@ def engramdb_suite(ctx: Context) -> None:
         )
 
         # Import into the empty store (schema migrated by connect, before the clock starts).
-        db = open_db(uri, cfg.dim, hnsw_m=cfg.hnsw_m)
+        db = open_db(uri, cfg.dim, **cfg.library_settings)
         try:
             ctx.log(f"importing {len(w.base)} memories into an empty store")
             ctx.quiesce()
@@ -959,7 +956,7 @@ def engramdb_suite(ctx: Context) -> None:
         # Searches on a fresh connection, so its memory cost is measured on its own.
         rss_before = rss_mb()
         with Timer() as session:
-            db = open_db(uri, cfg.dim, hnsw_m=cfg.hnsw_m)
+            db = open_db(uri, cfg.dim, **cfg.library_settings)
             try:
                 s = db.settings
                 # The candidate list the store uses at this size (it grows with the table).

@@ -258,8 +258,7 @@ def http_suite(ctx: Context) -> None:
     uri = ctx.database("http")
     dim, k = cfg.dim, cfg.k
     settings = Settings(database_url=uri, auto_migrate=True, embedder="hash",
-                        pool_max_size=max(CLIENTS) + 2,
-                        **({} if cfg.hnsw_m is None else {"hnsw_m": cfg.hnsw_m}))  # fmt: skip
+                        pool_max_size=max(CLIENTS) + 2, **cfg.library_settings)  # fmt: skip
     db = connect(uri, embedder=HashEmbedder(dim), settings=settings)
     try:
         preload = min(len(w.base), PRELOAD_MAX)

@@ -65,6 +65,11 @@ class RunConfig:
     #: default). A denser graph is what docs/embeddings.md advises for a space of a million.
     hnsw_m: int | None = None
 
+    @property
+    def library_settings(self) -> dict[str, Any]:
+        """The ``engramdb.Settings`` fields the run imposes on every store it opens."""
+        return {} if self.hnsw_m is None else {"hnsw_m": self.hnsw_m}
+
     @classmethod
     def for_size(cls, n: int, *, quick: bool = False, **overrides: Any) -> RunConfig:
         """Sensible query and batch counts for ``n`` rows; ``quick`` keeps everything small."""

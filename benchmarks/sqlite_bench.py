@@ -53,11 +53,10 @@ def _item(m: Memories, i: int) -> dict[str, Any]:
     }
 
 
-def _open(url: str, dim: int, hnsw_m: int | None) -> Engram:
-    # auto_migrate: external PostgreSQL databases are otherwise left for `engramdb db upgrade`.
-    # hnsw_m: the run's graph (--hnsw-m) where the store is PostgreSQL.
-    extra = {} if hnsw_m is None else {"hnsw_m": hnsw_m}
-    settings = Settings(auto_migrate=True, **extra)
+def _open(url: str, dim: int, overrides: dict[str, Any]) -> Engram:
+    # auto_migrate: external PostgreSQL databases are otherwise left for `engramdb db upgrade`;
+    # overrides: the run's RunConfig.library_settings (its graph, where the store is PostgreSQL).
+    settings = Settings(auto_migrate=True, **overrides)
     return connect(url, embedder=HashEmbedder(dim), settings=settings)
 
 
@@ -88,7 +87,7 @@ def _backend(
     def base_of(name: str) -> str | None:
         return None if baseline is None else f"{baseline}.{name}"
 
-    db = _open(url, cfg.dim, cfg.hnsw_m)
+    db = _open(url, cfg.dim, cfg.library_settings)
     base = w.base
     with Timer() as t:
         for start in range(0, len(base), BATCH):
@@ -103,7 +102,7 @@ def _backend(
 
     # Searches see exactly the rows of the ground truth: the extra rows come after them.
     # A new connection: on SQLite the first vector search loads the vectors into the cache.
-    db = _open(url, cfg.dim, cfg.hnsw_m)
+    db = _open(url, cfg.dim, cfg.library_settings)
     try:
         with Timer() as t:
             db.memories.search(embedding=w.query_sets[0].vectors[0], mode="vector", top_k=cfg.k)

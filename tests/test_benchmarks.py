@@ -210,7 +210,7 @@ def test_hnsw_m_builds_the_raw_and_engramdb_graphs_alike(pg_server: Any) -> None
     raw_uri, lib_uri = server.create_database("bench_m_raw"), server.create_database("bench_m_lib")
     try:
         copy_and_index(raw_uri, w.base.rows(), DIM, cfg.hnsw_m)
-        db = open_db(lib_uri, DIM, hnsw_m=cfg.hnsw_m)
+        db = open_db(lib_uri, DIM, **cfg.library_settings)
         try:
             db.memories.add("one memory", embedding=w.base.vectors[0])
         finally:
