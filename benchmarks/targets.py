@@ -349,6 +349,18 @@ def http_target(r: Report) -> list[str]:
             f"  (in process on the same store: p50 {_ms(i)} ms, so the HTTP layer adds"
             f" {_ms(h - i)} ms)"
         )
+    # The same raw SQL and in-process searches after idle pauses like those the server sees
+    # between requests (reports since 2026-12-08): for reference, not the target's baseline.
+    raw_paced = r.by_name.get("http.raw.search.paced.c1.latency")
+    if raw_paced is not None:
+        rp = raw_paced["metrics"]["p50_ms"]
+        pause = raw_paced.get("params", {}).get("pause_ms")
+        after = f" after idle pauses of {pause:g} ms" if pause is not None else " paced"
+        line = f"  (raw SQL{after}: p50 {_ms(rp)} ms, HTTP = that + {_ms(h - rp)} ms"
+        inproc_paced = r.by_name.get("http.inprocess.search.paced.c1.latency")
+        if inproc_paced is not None:
+            line += f"; in process at that pace: p50 {_ms(inproc_paced['metrics']['p50_ms'])} ms"
+        lines.append(line + ")")
     return lines
 
 

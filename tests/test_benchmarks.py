@@ -348,6 +348,36 @@ def test_the_http_target_takes_the_faster_raw_baseline() -> None:
     assert verdict(*http) == "- HTTP: no http suite figures in this report"
 
 
+def test_the_paced_searches_are_shown_beside_the_http_target_not_as_its_baseline() -> None:
+    def m(name: str, p50: float, **params: Any) -> dict[str, Any]:
+        return {"name": name, "metrics": {"p50_ms": p50}, "params": params}
+
+    measurements = [
+        m("http.search.c1.latency", 3.0),
+        m("http.raw.search.c1.latency", 0.6),
+        m("http.raw.search.paced.c1.latency", 1.2, pause_ms=2.0),
+        m("http.inprocess.search.paced.c1.latency", 2.1, pause_ms=2.0),
+    ]
+    lines = http_target(Report({"measurements": measurements}))
+    # Judged against the raw SQL run back to back, whatever the paced figures say.
+    assert "0.60 ms + 2.40 ms" in lines[0] and "**not met**" in lines[0]
+    assert lines[-1] == (
+        "  (raw SQL after idle pauses of 2 ms: p50 1.20 ms, HTTP = that + 1.80 ms;"
+        " in process at that pace: p50 2.10 ms)"
+    )
+
+
+def test_taking_turns_pauses_before_the_paced_ops_without_timing_the_pause() -> None:
+    ops = {"plain": lambda i: None, "paced": lambda i: None}
+    started = time.perf_counter()
+    took = _take_turns(ops, BLOCK, {"paced": 0.01})
+    # BLOCK pauses of 10 ms were slept, and none of them is in the paced op's samples.
+    assert time.perf_counter() - started >= BLOCK * 0.01
+    for name in ops:
+        seconds, samples = took[name]
+        assert len(samples) == BLOCK and seconds < BLOCK * 0.01 / 2
+
+
 def test_the_ingest_table_lists_the_imports_taking_turns_only_where_they_ran() -> None:
     def m(name: str, rate: float) -> dict[str, Any]:
         return {"name": name, "metrics": {"rows_per_s": rate}}
