@@ -350,7 +350,8 @@ def http_target(r: Report) -> list[str]:
             f" {_ms(h - i)} ms)"
         )
     # The same raw SQL and in-process searches after idle pauses like those the server sees
-    # between requests (reports since 2026-12-08): for reference, not the target's baseline.
+    # between requests (reports since the night of 2026-12-07): for reference, not the
+    # target's baseline.
     raw_paced = r.by_name.get("http.raw.search.paced.c1.latency")
     if raw_paced is not None:
         rp = raw_paced["metrics"]["p50_ms"]
