@@ -77,8 +77,9 @@ WORKERS = 1
 #: Requests per turn when one client's searches take turns (raw SQL, in process, over HTTP).
 BLOCK = 20
 #: The idle pause before each request of the paced searches: about what a search over HTTP
-#: leaves the server's database connection idle between two statements at 10,000-100,000
-#: memories here (the request's latency, 3-4.5 ms, less its statement's, 1-1.5 ms).
+#: leaves the server's database connection idle between two statements here (at 10,000
+#: memories a request took 2.8-4.0 ms at the client, its statement 1.4 ms of it in the
+#: server: 1.4-2.6 ms idle; docs/performance.md, "Idle spells").
 PACE_SECONDS = 0.002
 
 
