@@ -357,33 +357,37 @@ def _one_client_searches(
     queries = w.query_sets[0]
     remote = engramdb.connect(url, api_key=secret)
     raw, raw_search = _raw_searcher(uri, cfg.dim, cfg.k)
+
+    def raw_op(i: int) -> None:
+        raw_search(queries.vectors[i % len(queries)])
+
+    def inprocess_op(i: int) -> None:
+        searcher(db, i)
+
+    ops: dict[str, Callable[[int], None]] = {
+        "raw": raw_op,
+        "inprocess": inprocess_op,
+        "http": lambda i: searcher(remote, i),
+        "raw.paced": raw_op,
+        "inprocess.paced": inprocess_op,
+    }
+    pauses = {"raw.paced": PACE_SECONDS, "inprocess.paced": PACE_SECONDS}
     try:
-
-        def raw_op(i: int) -> None:
-            raw_search(queries.vectors[i % len(queries)])
-
-        def inprocess_op(i: int) -> None:
-            searcher(db, i)
-
-        ops: dict[str, Callable[[int], None]] = {
-            "raw": raw_op,
-            "inprocess": inprocess_op,
-            "http": lambda i: searcher(remote, i),
-            "raw.paced": raw_op,
-            "inprocess.paced": inprocess_op,
-        }
         for op in ops.values():
             for i in range(WARMUP):
                 op(i)
-        paced = {"raw.paced": PACE_SECONDS, "inprocess.paced": PACE_SECONDS}
-        took = _take_turns(ops, requests, paced)
+        took = _take_turns(ops, requests, pauses)
     finally:
         remote.close()
         raw.close()
     for name, (seconds, samples) in took.items():
-        transport, _, pace = name.partition(".")
-        prefix = "http" if transport == "http" else f"http.{transport}"
+        transport = name.partition(".")[0]
+        pause = pauses.get(name)
+        figure = ("http" if transport == "http" else f"http.{transport}") + ".search"
+        if pause is None:
+            figure, extra = f"{figure}.c1", {}
+        else:
+            figure, extra = f"{figure}.paced.c1", {"pause_ms": pause * 1000}
         base = "http.inprocess.search.c1" if transport == "http" else None
-        extra = {"pause_ms": PACE_SECONDS * 1000} if pace else {}
-        _record(ctx, f"{prefix}.search{'.' + pace if pace else ''}.c1", seconds, samples, base,
+        _record(ctx, figure, seconds, samples, base,
                 transport=transport, clients=1, top_k=cfg.k, block=BLOCK, **extra)  # fmt: skip
