@@ -18,6 +18,7 @@ import engramdb
 from engramdb import Settings
 from engramdb.embeddings.hashing import HashEmbedder
 from engramdb.migrations import runner
+from engramdb.models import utcnow
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +206,120 @@ def test_concurrent_access_flushes_do_not_deadlock(pg_url: str) -> None:
     finally:
         for e in engines:
             e.close()
+
+
+def test_access_lookups_are_replanned_once_memory_access_outgrows_its_statistics(
+    pg_url: str,
+) -> None:
+    """Migration 0007. A prepared lookup of memory_access planned while its statistics said it
+    was empty reads the whole table; after the store's flush has grown the table, the store
+    (as the application role, which may not ANALYZE it itself) has it analyzed, and the cached
+    plan is made again through the primary key."""
+    rows = [{"content": f"m{i}", "agent_id": "a"} for i in range(800)]
+    # Stored as the owner: the embedding space's index is made on first use, by its owner.
+    with engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings()) as setup:
+        ids = [m.id for m in setup.memories.add_many(rows)]
+    settings = Settings(app_role="engramdb_app")
+    db = engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=settings)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as owner:
+            owner.execute("ANALYZE memory_access")  # empty: its statistics say no pages
+            owner.execute("SET plan_cache_mode = force_generic_plan")
+            owner.execute(
+                "PREPARE probe(text, uuid) AS SELECT access_count FROM memory_access "
+                "WHERE organization_id = $1 AND memory_id = $2"
+            )
+
+            def plan() -> str:
+                # prepare=False: psycopg would otherwise prepare the EXPLAIN itself.
+                explain = f"EXPLAIN EXECUTE probe('default', '{ids[0]}')"
+                return str(owner.execute(explain, prepare=False).fetchone()[0])  # type: ignore[index]
+
+            assert plan().startswith("Seq Scan")
+            for memory_id in ids:
+                db.memories.get(memory_id)
+            db.flush()
+            assert plan().startswith("Index Scan")
+            pages, analyzed = owner.execute(
+                "SELECT relpages, reltuples FROM pg_class WHERE relname = 'memory_access'"
+            ).fetchone()  # type: ignore[misc]
+            assert analyzed >= 800 and pages < 16  # analyzed, and small: asked again next flush
+    finally:
+        db.close()
+
+
+def test_memory_access_is_analyzed_only_when_it_outgrows_small_statistics(pg_url: str) -> None:
+    """engramdb_refresh_access_stats() (0007): nothing while the table is no bigger than its
+    statistics say; ANALYZE once it has four times their pages; 'settled' (the store stops
+    asking) once they say 16 pages or more."""
+    with engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings()) as db:
+        db.memories.add_many([{"content": f"m{i}", "agent_id": "a"} for i in range(3000)])
+        store = db.engine.store  # type: ignore[attr-defined]
+        with psycopg.connect(pg_url, autocommit=True) as owner:
+
+            def stats() -> tuple[int, float]:
+                row = owner.execute(
+                    "SELECT relpages, reltuples FROM pg_class WHERE relname = 'memory_access'"
+                ).fetchone()
+                assert row is not None
+                return int(row[0]), float(row[1])
+
+            def grow(n: int) -> None:
+                owner.execute(
+                    "INSERT INTO memory_access (organization_id, memory_id, access_count) "
+                    "SELECT m.organization_id, m.id, 1 FROM memories m WHERE NOT EXISTS "
+                    "(SELECT 1 FROM memory_access x WHERE x.memory_id = m.id) LIMIT %s",
+                    (n,),
+                )
+
+            def refresh() -> bool:
+                row = owner.execute("SELECT engramdb_refresh_access_stats()").fetchone()
+                assert row is not None
+                return bool(row[0])
+
+            assert refresh() is False and stats() == (0, -1)  # empty: nothing to analyze
+            grow(50)  # one page: no bigger than 'at least one' the statistics are taken as
+            assert refresh() is False and stats() == (0, -1)
+            grow(450)  # about five pages: four times that
+            assert refresh() is False and stats()[1] == 500  # analyzed, still small
+            grow(100)  # six pages against five: not worth another ANALYZE
+            assert refresh() is False and stats()[1] == 500
+            grow(2400)  # 3,000 rows, about 27 pages
+            assert refresh() is True and stats()[1] == 3000
+            assert store._access_stats_settled is False
+            store.record_access("default", {}, utcnow())  # nothing to count: no round trip
+            assert store._access_stats_settled is False
+            first = db.memories.list(limit=1).items[0]
+            db.memories.get(first.id)
+            db.flush()
+            assert store._access_stats_settled is True
+
+
+def test_a_role_that_may_not_refresh_access_statistics_still_counts_and_stops_asking(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refreshing memory_access's statistics is advisory: without the grant the counts are
+    still written, the refusal is logged once, and the store does not ask again."""
+    with engramdb.connect(pg_url, embedder=HashEmbedder(16), settings=Settings()) as setup:
+        m = setup.memories.add("counted", agent_id="a")
+    with psycopg.connect(pg_url, autocommit=True) as owner:
+        owner.execute(
+            "REVOKE EXECUTE ON FUNCTION engramdb_refresh_access_stats() FROM engramdb_app"
+        )
+    db = engramdb.connect(
+        pg_url, embedder=HashEmbedder(16), settings=Settings(app_role="engramdb_app")
+    )
+    try:
+        with caplog.at_level("WARNING", logger="engramdb.store.postgres.search"):
+            for _ in range(2):
+                db.memories.get(m.id)
+                db.flush()
+        refusals = [r for r in caplog.records if "statistics of memory_access" in r.getMessage()]
+        assert len(refusals) == 1 and "permission denied" in refusals[0].getMessage()
+        assert db.engine.store._access_stats_settled is True  # type: ignore[attr-defined]
+        assert db.memories.get(m.id).access_count == 2
+    finally:
+        db.close()
 
 
 def test_several_embedding_spaces_coexist_each_with_its_own_index(pg_url: str) -> None:

@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
+from ...errors import EngramError
 from ...models import utcnow
 from ..base import RawHit, SearchSpec
 from .compile import compile_query, compile_scope
@@ -49,6 +50,9 @@ def scaled_ef_search(
 
 #: The whole rows of a sorted list's top ids (``c``), by primary key.
 _JOIN_BACK = "JOIN memories m ON m.organization_id = %s AND m.id = c.id"
+
+#: Analyzes memory_access when it has outgrown small statistics; true once they are large.
+_REFRESH_ACCESS_STATS = sql.SQL("SELECT engramdb_refresh_access_stats() AS settled")
 
 # Live rows are kept current by every commit; reltuples by VACUUM / ANALYZE / CREATE INDEX.
 _TABLE_ROWS = sql.SQL(
@@ -114,6 +118,7 @@ class SearchMixin(StoreCore):
         _generic_rows: TtlCache
         _table_rows: TtlCache
         _sessions: Sessions
+        _access_stats_settled: bool
 
         @property
         def pool(self) -> ConnectionPool: ...
@@ -411,3 +416,20 @@ class SearchMixin(StoreCore):
             ),
             (at, ids, [counts[i] for i in ids], org),
         )
+        if not self._access_stats_settled:
+            self._refresh_access_stats()
+
+    def _refresh_access_stats(self) -> None:
+        """Has ``memory_access`` analyzed once it outgrows what its statistics say, until they
+        say it is large (migration 0007): a search's access lookups are prepared, and a plan
+        made while the statistics said a page or two reads the whole table for every lookup
+        until autovacuum analyzes it again (searches ten times slower in the meantime)."""
+        try:
+            rows = self._round_trip(None, _REFRESH_ACCESS_STATS, [], prepare=False)
+        except EngramError as exc:
+            # Advisory, like the counts themselves: autovacuum still analyzes the table. Not
+            # asked again (a role without the grant would log this at every flush).
+            log.warning("could not refresh the statistics of memory_access: %s", exc)
+            self._access_stats_settled = True
+            return
+        self._access_stats_settled = bool(rows and rows[0]["settled"])

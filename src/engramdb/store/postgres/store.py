@@ -89,6 +89,8 @@ class PostgresStore(SearchMixin, IngestMixin, SecurityMixin, PostgresResources):
         self._generic_rows = TtlCache(max(settings.search_plan_cache_seconds, 1))
         # The table's size, for the HNSW candidate list; sizes drift slowly.
         self._table_rows = TtlCache(max(settings.search_plan_cache_seconds, 1), size=1)
+        #: Whether memory_access's statistics are large enough to stop refreshing them (0007).
+        self._access_stats_settled = False
         #: What each pooled connection's session has set (tenant, search knobs): session.py.
         self._sessions = Sessions()
         #: The asynchronous search path (aio.py), opened by open_async on the server's loop.
