@@ -432,8 +432,9 @@ class Memories:
         if content is not None:
             merged["content"] = content
         if changes.get("embedding") is not None:
-            merged["embedding"] = list(changes["embedding"])
-        prepared = self._prepare(merged)
+            merged["embedding"] = changes["embedding"]
+        # The given vector checked once, by itself, as add() does (not float by float).
+        prepared, vector = self._prepare_vector(merged)
         patch: dict[str, Any] = {}
         for name in _UPDATABLE - {"content", "embedding"}:
             if name in changes:
@@ -442,11 +443,11 @@ class Memories:
         if content is not None and content != current.content:
             patch["content"] = prepared.content
             patch["content_hash"] = content_hash(prepared.content)
-            if prepared.embedding is None:
+            if vector is None:
                 patch["embedding"] = self._engine.embed_documents([prepared.content])[0]
                 patch["embedding_model"] = self._engine.embedder.model
-        if prepared.embedding is not None:
-            patch["embedding"] = self._engine.check_vector(prepared.embedding)
+        if vector is not None:
+            patch["embedding"] = vector
             patch["embedding_model"] = self._engine.embedder.model
         if not patch:
             return current
