@@ -10,10 +10,10 @@ Measured, in this order:
    then each index build (``raw.index.*``), then ``VACUUM ANALYZE``.
 2. ``raw.search.unfiltered.*``: top-k with HNSW, and exact (full scan) for reference.
 3. ``raw.search.<bucket>.<plan>``: filtered top-k per selectivity bucket with each of the
-   :data:`PLANS` that applies (:func:`plans_for`). Then ``raw.search.<bucket>.rows``: the best
-   of those plans (:func:`best_plan`) again, returning the memories' columns as well as the
-   distance, which is what a memory search returns; the plans above return only
-   ``(id, distance)``.
+   :data:`PLANS` that applies (:func:`plans_for`). Then ``raw.search.<bucket>.rows``: the
+   fastest of those plans meeting the recall target (:func:`search_rows`) at returning the
+   memories' columns as well as the distance, which is what a memory search returns; the
+   plans above return only ``(id, distance)``.
 4. ``raw.copy.indexed``, ``raw.insert.executemany``, ``raw.insert.commit_per_row``: ingest
    extra rows into the table that already holds ``n`` indexed rows (after the searches, so
    searches see exactly the base rows the ground truth was computed on).
@@ -566,7 +566,7 @@ def searches(ctx: Context, conn: psycopg.Connection[Any], w: Workload) -> None:
             runs.append(m)
         best, why = best_plan(runs, scoped=qs.column is not None)
         if best is not None:
-            search_rows(ctx, conn, qs, best, why)
+            search_rows(ctx, conn, qs, rows_candidates(runs, best, qs.column is not None), why)
     apply_settings(conn, {**PLAN_BY_NAME["planner"].settings, "hnsw.ef_search": str(cfg.ef_search)})
 
 
@@ -601,13 +601,49 @@ def run_plan(
         return run_queries(search, w, qs, warmup=cfg.warmup, limit=limit), shapes
 
 
+def rows_candidates(
+    runs: Sequence[Measurement], best: Measurement, scoped: bool
+) -> list[Measurement]:
+    """The plans whose rows form may be the fastest: ``best`` first, then every other plan
+    meeting the recall target, fastest (p50, ``(id, distance)`` only) first. None but ``best``
+    when no plan meets the target (``best`` is then the most accurate one)."""
+    target = RECALL_SCOPED if scoped else RECALL_ANY
+    if best.metrics.get("recall", 0.0) < target:
+        return [best]
+    others = [m for m in runs if m.name != best.name and m.metrics.get("recall", 0.0) >= target]
+    return [best, *sorted(others, key=lambda m: m.metrics["p50_ms"])]
+
+
 def search_rows(
-    ctx: Context, conn: psycopg.Connection[Any], qs: QuerySet, best: Measurement, why: str
+    ctx: Context,
+    conn: psycopg.Connection[Any],
+    qs: QuerySet,
+    candidates: Sequence[Measurement],
+    why: str,
 ) -> None:
-    """``raw.search.<bucket>.rows``: the bucket's best plan, returning the rows' columns."""
-    plan = PLAN_BY_NAME[best.params["plan"]]
-    query = rows_sql(qs.column, exact=plan.exact)
-    result, shapes = run_plan(ctx, conn, qs, plan, best.params["ef_search"], query)
+    """``raw.search.<bucket>.rows``: the fastest raw plan returning the rows' columns.
+
+    The plan fastest at returning ``(id, distance)`` is not always fastest at returning the
+    rows too (for a user with 10 of 10,000 memories, the exact form's join back took 0.54 ms
+    where the planner's index scan returned the rows in 0.28). So the rows form of
+    ``candidates[0]`` (the best plan) is timed, then that of each other candidate whose
+    ``(id, distance)`` p50 is below the fastest rows form so far (a rows form does all its ids
+    form does, and more, so no other can win), and the fastest is kept."""
+    cfg = ctx.config
+    timed: dict[str, tuple[Plan, SearchResult, dict[str, int], Measurement]] = {}
+    fastest: str | None = None
+    for m in candidates:
+        if fastest is not None and m.metrics["p50_ms"] >= timed[fastest][1].latency.p50_ms:
+            continue
+        plan = PLAN_BY_NAME[m.params["plan"]]
+        query = rows_sql(qs.column, exact=plan.exact)
+        result, shapes = run_plan(ctx, conn, qs, plan, m.params["ef_search"], query)
+        timed[plan.name] = (plan, result, shapes, m)
+        if fastest is None or result.latency.p50_ms < timed[fastest][1].latency.p50_ms:
+            fastest = plan.name
+    if fastest is None:
+        return
+    plan, result, shapes, source = timed[fastest]
     ctx.latency(
         f"raw.search.{qs.name}.rows",
         result,
@@ -615,12 +651,16 @@ def search_rows(
         column=qs.column,
         selectivity=qs.selectivity,
         plan=f"{plan.name}+rows",
-        plan_description=f"{plan.description}, returning the rows ({why})",
+        plan_description=(
+            f"{plan.description}, returning the rows: the fastest rows form of "
+            f"{', '.join(timed)} (best plan: {why})"
+        ),
         plan_shape=max(shapes, key=lambda sh: shapes[sh]),
         plan_shapes=shapes,
-        ef_search=best.params["ef_search"],
-        same_as=best.name,
-        k=ctx.config.k,
+        ef_search=source.params["ef_search"],
+        same_as=source.name,
+        rows_forms_p50_ms={name: t[1].latency.p50_ms for name, t in timed.items()},
+        k=cfg.k,
     )
 
 

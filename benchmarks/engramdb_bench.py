@@ -444,57 +444,81 @@ def side_searches(ctx: Context, db: Engram, prefix: str, **params: Any) -> None:
         m.notes.extend(search_targets(m, qs, base, ctx.find(f"raw.search.{qs.name}.rows")))
 
 
+def rows_plan(ctx: Context, qs: QuerySet, best: Measurement) -> Measurement:
+    """The raw plan whose rows form the raw suite found fastest (``raw.search.<bucket>.rows``
+    names it); ``best`` when there is none (a run without the rows form)."""
+    rows = ctx.find(f"raw.search.{qs.name}.rows")
+    name = None if rows is None else rows.params.get("same_as")
+    source = None if name is None else ctx.find(name)
+    return best if source is None else source
+
+
 def interleaved_searches(ctx: Context, db: Engram, uri: str) -> None:
     """``engramdb.interleaved.search.<bucket>``: the bucket's searches again, taking turns
-    (:func:`~benchmarks.measure.queries_in_turns`) with the bucket's best raw plan (picked in the
+    (:func:`~benchmarks.measure.queries_in_turns`) with the bucket's raw plans (picked in the
     raw suite) run as raw SQL on engramdb's own table, through its HNSW index or B-trees, as the
-    superuser: ``raw.interleaved.search.<bucket>`` returning ``(id, distance)`` and
-    ``….rows`` returning the rows. The same rows, indexes and moments on both sides: the
-    ratios measure the library, not the drift between suites or two tables' caches.
+    superuser: ``raw.interleaved.search.<bucket>`` returning ``(id, distance)`` through the best
+    plan, and ``….rows`` returning the rows through the plan fastest at that
+    (:func:`rows_plan`; each on a connection of its own, with its plan's settings). The same
+    rows, indexes and moments on both sides: the ratios measure the library, not the drift
+    between suites or two tables' caches.
 
     Skipped without the raw suite (there is no best plan to repeat)."""
     cfg, w = ctx.config, ctx.workload
     table = engramdb_table(cfg.dim)
-    with psycopg.connect(uri, autocommit=True) as conn:
-        register_vector(conn)
+    with (
+        psycopg.connect(uri, autocommit=True) as conn,
+        psycopg.connect(uri, autocommit=True) as rows_conn,
+    ):
         # engramdb gives its own ids; the workload row travels in metadata (see items()).
         row_of = {r[0]: int(r[1]) for r in conn.execute("SELECT id, metadata->>'n' FROM memories")}
-        apply_settings(conn, {"plan_cache_mode": "force_custom_plan"})
+        for c in (conn, rows_conn):
+            register_vector(c)
+            apply_settings(c, {"plan_cache_mode": "force_custom_plan"})
         for qs in w.query_sets:
             best, why = best_raw_plan(ctx, qs)
             if best is None:
                 continue
-            plan = PLAN_BY_NAME[best.params["plan"]]
-            ef_search = best.params["ef_search"]
-            apply_settings(conn, {**plan.settings, "hnsw.ef_search": str(ef_search)})
+            sources = {"ids": best, "rows": rows_plan(ctx, qs, best)}
+            plans = {form: PLAN_BY_NAME[m.params["plan"]] for form, m in sources.items()}
             queries = {
-                "ids": search_sql(qs.column, exact=plan.exact, table=table),
-                "rows": rows_sql(qs.column, exact=plan.exact, table=table),
+                "ids": search_sql(qs.column, exact=plans["ids"].exact, table=table),
+                "rows": rows_sql(qs.column, exact=plans["rows"].exact, table=table),
             }
-            shapes = plan_shapes(conn, queries["ids"], qs, cfg.k)
-            with conn.cursor(binary=True) as cur:
+            conns = {"ids": conn, "rows": rows_conn}
+            shapes = {}
+            for form, c in conns.items():
+                ef = sources[form].params["ef_search"]
+                apply_settings(c, {**plans[form].settings, "hnsw.ef_search": str(ef)})
+                # What EXPLAIN shows for the plan's (id, distance) form, as the raw suite
+                # records it: the rows form returns the same top k with its rows.
+                shapes[form] = plan_shapes(
+                    c, search_sql(qs.column, exact=plans[form].exact, table=table), qs, cfg.k
+                )
+            with conn.cursor(binary=True) as cur, rows_conn.cursor(binary=True) as rows_cur:
 
-                def raw(query: str, qs: QuerySet = qs) -> Callable[[int], list[int]]:
+                def raw(cur: Any, query: str, qs: QuerySet = qs) -> Callable[[int], list[int]]:
                     def search(i: int) -> list[int]:
                         cur.execute(query, search_params(qs, i, cfg.k), prepare=True)
                         return [row_of[r[0]] for r in cur.fetchall()]
 
                     return search
 
+                # An exact scan of a whole large table takes a second or more a query: as many
+                # as the raw suite runs of it (a million-memory run once spent most of an hour
+                # here, on a build where no HNSW plan reached the recall target).
+                exact_all = qs.column is None and any(p.exact for p in plans.values())
                 results = queries_in_turns(
                     {
                         "engramdb": vector_searcher(db, qs, cfg.k),
-                        "ids": raw(queries["ids"]),
-                        "rows": raw(queries["rows"]),
+                        "ids": raw(cur, queries["ids"]),
+                        "rows": raw(rows_cur, queries["rows"]),
                     },
                     w,
                     qs,
                     block=SEARCH_BLOCK,
                     warmup=cfg.warmup,
-                    # An exact scan of a whole large table takes a second or more a query: as
-                    # many as the raw suite runs of it (a million-memory run once spent most of
-                    # an hour here, on a build where no HNSW plan reached the recall target).
-                    limit=cfg.exact_queries if plan.exact and qs.column is None else None,
+                    limit=cfg.exact_queries if exact_all else None,
                 )
             common: dict[str, Any] = {
                 "query_set": qs.name,
@@ -503,18 +527,19 @@ def interleaved_searches(ctx: Context, db: Engram, uri: str) -> None:
             }
             raw_ms = {}
             for form, suffix in (("ids", ""), ("rows", ".rows")):
+                plan = plans[form]
                 m = ctx.latency(
                     f"raw.interleaved.search.{qs.name}{suffix}",
                     results[form],
                     plan=plan.name + ("+rows" if form == "rows" else ""),
                     plan_description=f"{plan.description}, on engramdb's table ({why})",
-                    plan_shapes=shapes,
-                    ef_search=ef_search,
-                    same_as=best.name,
+                    plan_shapes=shapes[form],
+                    ef_search=sources[form].params["ef_search"],
+                    same_as=sources[form].name,
                     column=qs.column,
                     **common,
                 )
-                m.notes.extend(unexpected_plans(plan, shapes, table.hnsw_index))
+                m.notes.extend(unexpected_plans(plan, shapes[form], table.hnsw_index))
                 raw_ms[form] = m
             m = ctx.latency(
                 f"engramdb.interleaved.search.{qs.name}",
@@ -526,7 +551,7 @@ def interleaved_searches(ctx: Context, db: Engram, uri: str) -> None:
                 **common,
             )
             m.notes.extend(search_targets(m, qs, raw_ms["ids"], raw_ms["rows"]))
-            for note in [*m.notes, *raw_ms["ids"].notes]:
+            for note in [*m.notes, *raw_ms["ids"].notes, *raw_ms["rows"].notes]:
                 ctx.log(f"{m.name}: {note}")
 
 

@@ -23,9 +23,11 @@ from benchmarks.baseline import (
     copy_rows,
     indexes,
     plans_for,
+    rows_candidates,
     rows_sql,
     run_writers,
     search_params,
+    search_rows,
     search_sql,
 )
 from benchmarks.engramdb_bench import (
@@ -460,6 +462,64 @@ def test_raw_plans_per_bucket(workload: Workload) -> None:
         assert ("hnsw_iter_ef300" in names) == broad
 
 
+def _raw_table(conn: psycopg.Connection[Any], workload: Workload) -> None:
+    """The raw suite's table of the workload's rows, indexed, in a schema of its own (the
+    database already has engramdb's memories), first on ``conn``'s search path."""
+    register_vector(conn)
+    conn.execute("CREATE SCHEMA raw_baseline")
+    conn.execute("SET search_path = raw_baseline, public")
+    conn.execute(CREATE_TABLE.format(dim=DIM))
+    conn.commit()
+    copy_rows(conn, workload.base.rows())
+    for _, _, ddl in indexes():
+        conn.execute(ddl)
+    conn.commit()
+
+
+def _raw_run(bucket: str, plan: str, p50: float, recall: float = 1.0) -> Measurement:
+    """A raw plan's measurement as the raw suite records it (figures given)."""
+    return Measurement(f"raw.search.{bucket}.{plan}", "latency",
+                       {"p50_ms": p50, "recall": recall}, {"plan": plan, "ef_search": 40})  # fmt: skip
+
+
+def test_rows_candidates_are_the_best_plan_then_the_other_accurate_plans_fastest_first() -> None:
+    planner, exact = _raw_run("u", "planner", 0.2), _raw_run("u", "exact", 0.3)
+    iterative = _raw_run("u", "hnsw_iter_ef300", 0.25, recall=0.995)
+    hnsw = _raw_run("u", "hnsw", 0.1, recall=0.4)
+    runs = [exact, hnsw, iterative, planner]
+    assert rows_candidates(runs, planner, scoped=True) == [planner, iterative, exact]
+    # Unfiltered, 0.98 is enough: the same; with no plan accurate enough, the best alone.
+    assert rows_candidates(runs, planner, scoped=False) == [planner, iterative, exact]
+    assert rows_candidates([hnsw], hnsw, scoped=True) == [hnsw]
+
+
+def test_rows_baseline_is_the_fastest_rows_form_of_the_plans_that_can_win(
+    workload: Workload, pg_url: str
+) -> None:
+    """``raw.search.<bucket>.rows`` times the best plan's rows form, then that of each other
+    candidate whose ``(id, distance)`` p50 is below the fastest rows form so far, and keeps the
+    fastest: a candidate slower on ids alone than that is never timed."""
+    qs = next(q for q in workload.query_sets if q.column == "user_id")
+    measurements: list[Measurement] = []
+    ctx = Context(RunConfig(n=len(workload.base), dim=DIM, warmup=2), None, "raw",
+                  measurements, {"w": workload}, 0.0)  # fmt: skip
+    best = _raw_run(qs.name, "exact", 1.0)
+    # p50 0: faster on ids than any rows form, so timed; 1e9: slower than any, so not.
+    candidates = [best, _raw_run(qs.name, "planner", 0.0), _raw_run(qs.name, "hnsw_iter", 1e9)]
+    with psycopg.connect(pg_url) as conn:
+        _raw_table(conn, workload)
+        search_rows(ctx, conn, qs, candidates, "fastest raw plan with recall >= 0.99")
+    (rows,) = measurements
+    assert rows.name == f"raw.search.{qs.name}.rows"
+    forms = rows.params["rows_forms_p50_ms"]
+    assert set(forms) == {"exact", "planner"}
+    fastest = min(forms, key=forms.__getitem__)
+    assert rows.params["plan"] == f"{fastest}+rows"
+    assert rows.params["same_as"] == f"raw.search.{qs.name}.{fastest}"
+    assert rows.metrics["p50_ms"] == forms[fastest]
+    assert rows.metrics["recall"] == 1.0  # both are exact on this table: the true top k
+
+
 def test_rows_baseline_returns_the_same_top_k_with_the_rows(
     workload: Workload, pg_url: str
 ) -> None:
@@ -467,16 +527,7 @@ def test_rows_baseline_returns_the_same_top_k_with_the_rows(
     ids in the same order, each with its stored columns."""
     k = 10
     with psycopg.connect(pg_url) as conn:
-        register_vector(conn)
-        # The raw table in a schema of its own (the database already has engramdb's memories).
-        conn.execute("CREATE SCHEMA raw_baseline")
-        conn.execute("SET search_path = raw_baseline, public")
-        conn.execute(CREATE_TABLE.format(dim=DIM))
-        conn.commit()
-        copy_rows(conn, workload.base.rows())
-        for _, _, ddl in indexes():
-            conn.execute(ddl)
-        conn.commit()
+        _raw_table(conn, workload)
         conn.execute("SET hnsw.ef_search = 200")  # the tiny graph: HNSW finds everything
         checked = 0
         for qs in workload.query_sets:
@@ -549,6 +600,14 @@ def test_interleaved_searches_run_the_best_raw_plan_on_engramdbs_table(
 
         raw = [best("unfiltered", "hnsw_ef200", 200)]
         raw += [best(q.name, "exact", 40) for q in workload.query_sets if q.column is not None]
+        # Filtered buckets: the planner's plan, slower on ids, found fastest with the rows.
+        for q in workload.query_sets:
+            if q.column is not None:
+                planner = _raw_run(q.name, "planner", 2.0)
+                rows_of = Measurement(f"raw.search.{q.name}.rows", "latency",
+                                      {"p50_ms": 1.5, "recall": 1.0},
+                                      {"plan": "planner+rows", "same_as": planner.name})  # fmt: skip
+                raw += [planner, rows_of]
         measurements = list(raw)
         ctx = Context(RunConfig(n=len(workload.base), dim=DIM, warmup=2), None, "engramdb",
                       measurements, {"w": workload}, 0.0)  # fmt: skip
@@ -562,6 +621,12 @@ def test_interleaved_searches_run_the_best_raw_plan_on_engramdbs_table(
         ours = got[f"engramdb.interleaved.search.{qs.name}"]
         assert ours.baseline == ids.name and ours.params["rows_baseline"] == rows.name
         assert ids.params["same_as"] == f"raw.search.{qs.name}.{ids.params['plan']}"
+        # The rows form through the plan the raw suite found fastest at it; the best plan's
+        # where it recorded none.
+        rows_plan = "hnsw_ef200" if qs.column is None else "planner"
+        assert ids.params["plan"] == ("hnsw_ef200" if qs.column is None else "exact")
+        assert rows.params["plan"] == f"{rows_plan}+rows"
+        assert rows.params["same_as"] == f"raw.search.{qs.name}.{rows_plan}"
         # On this tiny graph every plan finds the true top k, from engramdb's table.
         assert ids.metrics["recall"] == 1.0 and rows.metrics["recall"] == 1.0
         assert ours.metrics["recall"] == 1.0
@@ -591,5 +656,9 @@ def test_the_interleaved_table_compares_with_the_raw_sql_that_took_turns() -> No
     lines = interleaved_table(report)
     row = next(line for line in lines if line.startswith("| user@0.1%")).split(" | ")
     assert row[4:7] == ["exact", "1.00", "1.000"]  # the plan's name, not the bucket's tail
-    assert row[7:9] == ["1.2x", "**met**"] and row[10:12] == ["1.5x", "**not met**"]
+    assert row[7:12] == ["1.2x", "**met**", "0.80", "1.5x", "**not met**"]
+    # A rows form through another plan than the best is named beside its figure.
+    report.data["measurements"][2]["params"]["plan"] = "planner+rows"
+    row = next(line for line in interleaved_table(Report(report.data)) if "user@0.1%" in line)
+    assert row.split(" | ")[9] == "0.80 (planner)"
     assert interleaved_table(Report({"measurements": []})) == []
