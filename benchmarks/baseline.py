@@ -268,6 +268,13 @@ def rows_sql(column: str | None, *, exact: bool, table: Table = RAW_TABLE) -> st
     )
 
 
+def accurate_plans(runs: Sequence[Measurement], scoped: bool) -> list[Measurement]:
+    """The raw plans whose recall@k meets the issue's target (0.99 with a scope filter, 0.98
+    without)."""
+    target = RECALL_SCOPED if scoped else RECALL_ANY
+    return [m for m in runs if m.metrics.get("recall", 0.0) >= target]
+
+
 def best_plan(runs: Sequence[Measurement], scoped: bool) -> tuple[Measurement | None, str]:
     """The raw plan to compare with: the fastest (p50) that meets the recall target.
 
@@ -277,7 +284,7 @@ def best_plan(runs: Sequence[Measurement], scoped: bool) -> tuple[Measurement | 
     target = RECALL_SCOPED if scoped else RECALL_ANY
     if not runs:
         return None, "no raw measurement for this bucket"
-    good = [m for m in runs if m.metrics.get("recall", 0.0) >= target]
+    good = accurate_plans(runs, scoped)
     if good:
         fastest = min(good, key=lambda m: m.metrics["p50_ms"])
         return fastest, f"fastest raw plan with recall >= {target}"
@@ -607,10 +614,10 @@ def rows_candidates(
     """The plans whose rows form may be the fastest: ``best`` first, then every other plan
     meeting the recall target, fastest (p50, ``(id, distance)`` only) first. None but ``best``
     when no plan meets the target (``best`` is then the most accurate one)."""
-    target = RECALL_SCOPED if scoped else RECALL_ANY
-    if best.metrics.get("recall", 0.0) < target:
+    good = accurate_plans(runs, scoped)
+    if best not in good:
         return [best]
-    others = [m for m in runs if m.name != best.name and m.metrics.get("recall", 0.0) >= target]
+    others = [m for m in good if m is not best]
     return [best, *sorted(others, key=lambda m: m.metrics["p50_ms"])]
 
 
@@ -629,21 +636,20 @@ def search_rows(
     ``candidates[0]`` (the best plan) is timed, then that of each other candidate whose
     ``(id, distance)`` p50 is below the fastest rows form so far (a rows form does all its ids
     form does, and more, so no other can win), and the fastest is kept."""
-    cfg = ctx.config
-    timed: dict[str, tuple[Plan, SearchResult, dict[str, int], Measurement]] = {}
-    fastest: str | None = None
+    rows_p50: dict[str, float] = {}  # the rows forms timed, by plan
+    fastest: tuple[Measurement, Plan, SearchResult, dict[str, int]] | None = None
     for m in candidates:
-        if fastest is not None and m.metrics["p50_ms"] >= timed[fastest][1].latency.p50_ms:
+        if fastest is not None and m.metrics["p50_ms"] >= fastest[2].latency.p50_ms:
             continue
         plan = PLAN_BY_NAME[m.params["plan"]]
         query = rows_sql(qs.column, exact=plan.exact)
         result, shapes = run_plan(ctx, conn, qs, plan, m.params["ef_search"], query)
-        timed[plan.name] = (plan, result, shapes, m)
-        if fastest is None or result.latency.p50_ms < timed[fastest][1].latency.p50_ms:
-            fastest = plan.name
+        rows_p50[plan.name] = result.latency.p50_ms
+        if fastest is None or result.latency.p50_ms < fastest[2].latency.p50_ms:
+            fastest = (m, plan, result, shapes)
     if fastest is None:
         return
-    plan, result, shapes, source = timed[fastest]
+    source, plan, result, shapes = fastest
     ctx.latency(
         f"raw.search.{qs.name}.rows",
         result,
@@ -653,14 +659,14 @@ def search_rows(
         plan=f"{plan.name}+rows",
         plan_description=(
             f"{plan.description}, returning the rows: the fastest rows form of "
-            f"{', '.join(timed)} (best plan: {why})"
+            f"{', '.join(rows_p50)} (best plan: {why})"
         ),
         plan_shape=max(shapes, key=lambda sh: shapes[sh]),
         plan_shapes=shapes,
         ef_search=source.params["ef_search"],
         same_as=source.name,
-        rows_forms_p50_ms={name: t[1].latency.p50_ms for name, t in timed.items()},
-        k=cfg.k,
+        rows_forms_p50_ms=rows_p50,
+        k=ctx.config.k,
     )
 
 

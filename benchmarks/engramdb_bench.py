@@ -481,20 +481,23 @@ def interleaved_searches(ctx: Context, db: Engram, uri: str) -> None:
                 continue
             sources = {"ids": best, "rows": rows_plan(ctx, qs, best)}
             plans = {form: PLAN_BY_NAME[m.params["plan"]] for form, m in sources.items()}
+            ids_sql = {
+                f: search_sql(qs.column, exact=p.exact, table=table) for f, p in plans.items()
+            }
             queries = {
-                "ids": search_sql(qs.column, exact=plans["ids"].exact, table=table),
+                "ids": ids_sql["ids"],
                 "rows": rows_sql(qs.column, exact=plans["rows"].exact, table=table),
             }
             conns = {"ids": conn, "rows": rows_conn}
-            shapes = {}
+            shapes: dict[str, dict[str, int]] = {}
             for form, c in conns.items():
                 ef = sources[form].params["ef_search"]
                 apply_settings(c, {**plans[form].settings, "hnsw.ef_search": str(ef)})
                 # What EXPLAIN shows for the plan's (id, distance) form, as the raw suite
-                # records it: the rows form returns the same top k with its rows.
-                shapes[form] = plan_shapes(
-                    c, search_sql(qs.column, exact=plans[form].exact, table=table), qs, cfg.k
-                )
+                # records it (the rows form returns the same top k with its rows); once
+                # when both forms run the same plan.
+                same = form == "rows" and sources["rows"] is sources["ids"]
+                shapes[form] = shapes["ids"] if same else plan_shapes(c, ids_sql[form], qs, cfg.k)
             with conn.cursor(binary=True) as cur, rows_conn.cursor(binary=True) as rows_cur:
 
                 def raw(cur: Any, query: str, qs: QuerySet = qs) -> Callable[[int], list[int]]:
